@@ -1,0 +1,196 @@
+"""``SamFineTuner``: train SAM's mask decoder on box prompts; image and prompt encoders stay frozen.
+
+A batch is a list of per-image groups (see ``samlit.data.transforms.to_sam_frame``). Each group's image
+embedding (1, 256, 64, 64) is computed once per run and cached; its N box prompts go through the decoder
+together (SAM's decoder repeats the one embedding per prompt), so images are never mixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+from torchmetrics import MetricCollection, SumMetric
+from torchmetrics.segmentation import DiceScore, MeanIoU
+
+from samlit.cache import EmbeddingCache
+from samlit.errors import SamlitError
+from samlit.losses import iou_head_loss
+
+Group = dict[str, Any]
+FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
+STAGES = ("train", "val", "test")
+
+
+def mask_metrics(stage: str) -> MetricCollection:
+    """Per-mask IoU and Dice, averaged over masks (not pooled over pixels), logged as ``<stage>/iou|dice``."""
+    return MetricCollection(
+        {
+            "iou": MeanIoU(num_classes=1, include_background=True, input_format="one-hot"),
+            "dice": DiceScore(num_classes=1, include_background=True, input_format="one-hot", average="micro"),
+        },
+        prefix=f"{stage}/",
+    )
+
+
+class SamFineTuner(L.LightningModule):
+    """Fine-tune ``sam.mask_decoder``.
+
+    Args:
+        sam: a ``segment_anything`` ``Sam`` (see ``samlit.sam.build_sam``).
+        loss: mask loss on logits, ``loss(logits (N, h, w), target (N, h, w)) -> scalar`` (``samlit.losses``).
+        optimizer: partial optimizer, called with the decoder's parameters only.
+        scheduler: optional partial LR scheduler, called with the optimizer; stepped per epoch on ``val/iou``.
+        loss_frame: ``low`` = loss on the decoder's 256 x 256 logits vs area-pooled targets (fast);
+            ``full`` = logits upsampled to the original image (``Sam.postprocess_masks``) vs the full-res masks.
+        iou_head_weight: weight of the MSE between SAM's IoU prediction and the mask's real IoU (0 = off).
+        mask_threshold: logit threshold for binary masks (SAM's is 0.0).
+        keep_test_predictions: how many test images keep their predicted masks for the report's overlays.
+    """
+
+    def __init__(
+        self,
+        *,
+        sam: Sam,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        loss_frame: str = "low",
+        iou_head_weight: float = 1.0,
+        mask_threshold: float = 0.0,
+        keep_test_predictions: int = 4,
+    ) -> None:
+        super().__init__()
+        if loss_frame not in ("low", "full"):
+            raise SamlitError(f"module.loss_frame={loss_frame!r} must be 'low' or 'full'")
+        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler"], logger=False)
+        self.sam = sam
+        self.loss = loss
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.embeddings = EmbeddingCache()
+        for frozen in (sam.image_encoder, sam.prompt_encoder):
+            frozen.requires_grad_(False)
+        sam.mask_decoder.requires_grad_(True)
+        self.train_metrics = mask_metrics("train")
+        self.val_metrics = mask_metrics("val")
+        self.test_metrics = mask_metrics("test")
+        self.test_masks = SumMetric()
+        self.test_predictions: list[dict[str, Any]] = []
+
+    def train(self, mode: bool = True) -> SamFineTuner:
+        """Only the decoder ever switches to train mode; the frozen encoders stay in eval mode."""
+        super().train(mode)
+        self.sam.image_encoder.eval()
+        self.sam.prompt_encoder.eval()
+        return self
+
+    def image_embedding(self, group: Group) -> torch.Tensor:
+        """(1, 256, 64, 64) embedding of ``group["image"]`` (3, h, w) uint8, from the cache after the first call."""
+
+        @torch.no_grad()
+        def encode() -> torch.Tensor:
+            return self.sam.image_encoder(self.sam.preprocess(group["image"][None].float()))
+
+        return self.embeddings.get(group["key"], encode).to(self.device)
+
+    def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame).
+
+        Returns:
+            low-res mask logits (N, 256, 256) and predicted IoU (N,).
+        """
+        embedding = self.image_embedding(group)
+        with torch.no_grad():
+            sparse, dense = self.sam.prompt_encoder(points=None, boxes=group["boxes"], masks=None)
+        logits, iou = self.sam.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        return logits[:, 0], iou[:, 0]
+
+    def full_res(self, logits: torch.Tensor, group: Group) -> torch.Tensor:
+        """(N, 256, 256) low-res logits -> (N, H, W) logits at the image's original size."""
+        return self.sam.postprocess_masks(logits[:, None], group["input_size"], group["original_size"])[:, 0]
+
+    def model_step(self, batch: list[Group], metrics: MetricCollection) -> torch.Tensor | None:
+        """Loss over every mask of the batch (mean over masks) and metric updates; shared by all stages."""
+        groups = [g for g in batch if len(g["boxes"]) > 0]
+        num_masks = sum(len(g["boxes"]) for g in groups)
+        if num_masks == 0:
+            return None
+        total = torch.zeros((), device=self.device)
+        for group in groups:
+            low_res, iou_pred = self(group)
+            full = self.full_res(low_res, group)
+            if self.hparams.loss_frame == "low":
+                logits, target = low_res, group["low_res_masks"]
+            else:
+                logits, target = full, group["masks"].float()
+            loss = self.loss(logits, target)
+            if self.hparams.iou_head_weight > 0:
+                loss = loss + self.hparams.iou_head_weight * iou_head_loss(iou_pred, logits, target)
+            total = total + loss * len(low_res) / num_masks
+            pred = full.detach() > self.hparams.mask_threshold
+            metrics.update(pred[:, None].long(), group["masks"][:, None].long())
+            if metrics is self.test_metrics:
+                self.test_masks.update(len(low_res))
+                self._keep_prediction(group, pred)
+        return total
+
+    def _keep_prediction(self, group: Group, pred: torch.Tensor) -> None:
+        if len(self.test_predictions) < self.hparams.keep_test_predictions:
+            self.test_predictions.append({"key": group["key"], "masks": group["masks"].cpu(), "pred": pred.cpu()})
+
+    def training_step(self, batch: list[Group], batch_idx: int) -> torch.Tensor | None:
+        loss = self.model_step(batch, self.train_metrics)
+        if loss is not None:
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: list[Group], batch_idx: int) -> None:
+        loss = self.model_step(batch, self.val_metrics)
+        if loss is not None:
+            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch))
+            self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(batch))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def test_step(self, batch: list[Group], batch_idx: int) -> None:
+        loss = self.model_step(batch, self.test_metrics)
+        if loss is not None:
+            self.log("test/loss", loss, on_epoch=True, batch_size=len(batch))
+            self.log_dict(self.test_metrics, on_epoch=True, batch_size=len(batch))
+            self.log("test/n_masks", self.test_masks, on_epoch=True, batch_size=len(batch))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(params=self.trainable_parameters())
+        if self.scheduler is None:
+            return optimizer
+        scheduler = self.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/iou"}}
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
+        """The parameters that train: the mask decoder's."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints keep only what trains: frozen encoder weights come back from ``model.weights``."""
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key.startswith(FROZEN_PREFIXES) and key not in state:
+                state[key] = value

@@ -1,0 +1,117 @@
+"""The run's report: ``metrics.json`` (zero-shot vs fine-tuned on the test split), overlays in ``figures/``,
+``report.md``, and the short table printed at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from samlit import atomic
+
+GT_COLOUR = (0, 170, 0)  # RGB
+PRED_COLOUR = (220, 0, 0)
+
+
+def stage_metrics(logged: dict[str, float]) -> dict[str, Any]:
+    """``trainer.test`` output -> ``{"iou", "dice", "n_masks"}``."""
+    return {
+        "iou": float(logged["test/iou"]),
+        "dice": float(logged["test/dice"]),
+        "n_masks": int(logged["test/n_masks"]),
+    }
+
+
+def write_metrics(path: Path, *, model: str, loss: str, zero_shot: dict, fine_tuned: dict, **extra: Any) -> dict:
+    """Write ``metrics.json`` atomically; returns what was written."""
+    metrics = {
+        "model": model,
+        "loss": loss,
+        "split": "test",
+        "zero_shot": zero_shot,
+        "fine_tuned": fine_tuned,
+        **extra,
+    }
+    atomic.write_text(path, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def overlay(image: np.ndarray, masks: np.ndarray, colour: tuple[int, int, int], title: str) -> np.ndarray:
+    """Tint ``masks`` (N, H, W) bool on ``image`` (H, W, 3) uint8 and write ``title`` on top."""
+    out = image.copy()
+    union = masks.any(0) if len(masks) else np.zeros(image.shape[:2], bool)
+    out[union] = (0.45 * out[union] + 0.55 * np.array(colour)).astype(np.uint8)
+    scale = max(image.shape[1] / 700, 0.4)
+    cv2.putText(out, title, (8, int(28 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
+    return out
+
+
+def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean per-mask IoU of (N, H, W) bool arrays, for figure titles."""
+    inter = (pred & gt).reshape(len(gt), -1).sum(1)
+    union = (pred | gt).reshape(len(gt), -1).sum(1)
+    return float(np.mean(inter / np.maximum(union, 1))) if len(gt) else float("nan")
+
+
+def save_figures(
+    out_dir: Path, *, images: dict[str, np.ndarray], zero_shot: list[dict], fine_tuned: list[dict]
+) -> list[Path]:
+    """One PNG per kept test image: ground truth | zero-shot | fine-tuned, side by side."""
+    paths = []
+    tuned_by_key = {p["key"]: p for p in fine_tuned}
+    for before in zero_shot:
+        key = before["key"]
+        if key not in tuned_by_key or key not in images:
+            continue
+        after, image, gt = tuned_by_key[key], images[key], before["masks"].numpy()
+        zero, tuned = before["pred"].numpy(), after["pred"].numpy()
+        panels = [
+            overlay(image, gt, GT_COLOUR, "ground truth"),
+            overlay(image, zero, PRED_COLOUR, f"zero-shot IoU {mask_iou(zero, gt):.3f}"),
+            overlay(image, tuned, PRED_COLOUR, f"fine-tuned IoU {mask_iou(tuned, gt):.3f}"),
+        ]
+        ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+        if ok:
+            paths.append(atomic.write_bytes(out_dir / f"{key}.png", png.tobytes()))
+    return paths
+
+
+def write_markdown(path: Path, *, metrics: dict, figures: list[Path], run_dir: Path) -> Path:
+    """``report.md``: the table, the data counts, the figures and where the export is."""
+    zs, ft = metrics["zero_shot"], metrics["fine_tuned"]
+    lines = [
+        f"# samlit report: {metrics['model']}, loss {metrics['loss']}",
+        "",
+        f"Test split: {ft['n_masks']} masks. Box prompts from the ground-truth regions; per-mask mean metrics.",
+        "",
+        "| | IoU | Dice |",
+        "|---|---|---|",
+        f"| zero-shot | {zs['iou']:.4f} | {zs['dice']:.4f} |",
+        f"| fine-tuned | {ft['iou']:.4f} | {ft['dice']:.4f} |",
+        "",
+    ]
+    if "data" in metrics:
+        lines += ["## Data", "", *[f"- {k}: {v}" for k, v in metrics["data"].items()], ""]
+    if "export" in metrics:
+        lines += ["## Export", "", f"`{metrics['export']}` (stock SAM state_dict)", ""]
+    if figures:
+        lines += ["## Test overlays (ground truth | zero-shot | fine-tuned)", ""]
+        lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in figures]
+    return atomic.write_text(path, "\n".join(lines) + "\n")
+
+
+def print_summary(metrics: dict, *, run_dir: Path) -> None:
+    """The short table at the end of a run."""
+    table = Table(title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks)")
+    for column in ("", "IoU", "Dice"):
+        table.add_column(column)
+    for name in ("zero_shot", "fine_tuned"):
+        table.add_row(name.replace("_", "-"), f"{metrics[name]['iou']:.4f}", f"{metrics[name]['dice']:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"run dir: {run_dir}")

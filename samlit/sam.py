@@ -1,0 +1,106 @@
+"""Build SAM models from segment-anything's own classes: ``tiny`` (offline default) and ``vit_b/l/h``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from samlit.errors import SamlitError
+
+IMAGE_SIZE = 1024  # SAM's input frame (long side after ResizeLongestSide, then padded square)
+PATCH_SIZE = 16
+EMBED_DIM = 256  # prompt / image-embedding channels: 256 x 64 x 64 for every model
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The ViT image encoder's size; everything after it is identical across models."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+
+
+# Same numbers as segment_anything.build_sam; ``tiny`` keeps the 1024 -> 64x64x256 frame with a 2-block ViT
+# (~0.6 s per image on a 2-core CPU) so the whole pipeline runs offline without downloaded weights.
+ENCODERS: dict[str, EncoderSpec] = {
+    "tiny": EncoderSpec(embed_dim=96, depth=2, num_heads=2, global_attn_indexes=(1,)),
+    "vit_b": EncoderSpec(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": EncoderSpec(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": EncoderSpec(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+}
+
+
+def build_sam(*, model_type: str, weights: str = "random") -> Sam:
+    """Build a SAM model and load its weights.
+
+    Args:
+        model_type: one of ``tiny``, ``vit_b``, ``vit_l``, ``vit_h``.
+        weights: ``random`` (keep the initialisation), ``official`` (Meta's checkpoint) or a path to a
+            SAM state_dict (stock key names), loaded with ``weights_only=True`` and ``strict=True``.
+
+    Returns:
+        ``Sam`` in eval mode; image (B, 3, 1024, 1024) -> embedding (B, 256, 64, 64).
+    """
+    if model_type not in ENCODERS:
+        raise SamlitError(f"model.model_type={model_type!r} is unknown; choose one of {sorted(ENCODERS)}")
+    sam = _build(ENCODERS[model_type])
+    if weights != "random":
+        from samlit.weights import load_weights
+
+        load_weights(sam, model_type=model_type, weights=weights)
+    return sam.eval()
+
+
+def _build(spec: EncoderSpec) -> Sam:
+    grid = IMAGE_SIZE // PATCH_SIZE
+    encoder = ImageEncoderViT(
+        depth=spec.depth,
+        embed_dim=spec.embed_dim,
+        img_size=IMAGE_SIZE,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=spec.num_heads,
+        patch_size=PATCH_SIZE,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=spec.global_attn_indexes,
+        window_size=14,
+        out_chans=EMBED_DIM,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=EMBED_DIM,
+        image_embedding_size=(grid, grid),
+        input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+        mask_in_chans=16,
+    )
+    decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=EMBED_DIM, mlp_dim=2048, num_heads=8),
+        transformer_dim=EMBED_DIM,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
+    return Sam(
+        image_encoder=encoder,
+        prompt_encoder=prompt_encoder,
+        mask_decoder=decoder,
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+
+
+def detect_model_type(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Name the registry entry a SAM state_dict was made for (from encoder width and depth), or None."""
+    patch = state_dict.get("image_encoder.patch_embed.proj.weight")
+    if patch is None:
+        return None
+    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
+    for name, spec in ENCODERS.items():
+        if spec.embed_dim == patch.shape[0] and spec.depth == depth:
+            return name
+    return None

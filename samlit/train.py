@@ -1,0 +1,96 @@
+"""``python train.py``: zero-shot test -> fine-tune the mask decoder -> test the best checkpoint -> export
+-> report. The Hydra entry point only calls ``main(cfg)``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from samlit import atomic, report
+from samlit.data.staver import read_scan
+from samlit.export import export_sam, verify_export
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a dict-of-objects group (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def group_choice(group: str, default: str) -> str:
+    """The option picked for a config group (``loss=dice`` -> ``dice``), as Hydra recorded it."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    return default
+
+
+def main(cfg: DictConfig) -> float:
+    """Run the whole job; returns the best ``val/iou`` (the value sweepers optimise)."""
+    start = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    atomic.write_text(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # generate synthetic scans / validate the layout before building anything big
+    datamodule.setup("fit")
+    log.info("data: %s", datamodule.summary())
+
+    module = instantiate(cfg.module)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    log.info("zero-shot test")
+    zero_shot = report.stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    zero_shot_predictions = module.test_predictions
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    log.info("fine-tuned test (checkpoint: %s)", best_path or "last weights")
+    fine_tuned = report.stage_metrics(
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+    )
+
+    model_type = cfg.model.model_type
+    export_path = export_sam(module.sam, run_dir / "export" / f"sam_{model_type}_finetuned.pth")
+    verify_export(module.sam, export_path, model_type=model_type)
+
+    images = {f.key: read_scan(f).image for f in datamodule.splits["test"]}
+    figures = report.save_figures(
+        run_dir / "figures",
+        images={k: v for k, v in images.items() if k in {p["key"] for p in zero_shot_predictions}},
+        zero_shot=zero_shot_predictions,
+        fine_tuned=module.test_predictions,
+    )
+    metrics = report.write_metrics(
+        run_dir / "metrics.json",
+        model=model_type,
+        loss=group_choice("loss", type(module.loss).__name__),
+        zero_shot=zero_shot,
+        fine_tuned=fine_tuned,
+        best_val_iou=float(best_score) if best_score is not None else None,
+        best_checkpoint=best_path,
+        export=str(export_path.relative_to(run_dir)),
+        epochs=trainer.current_epoch,
+        seed=cfg.seed,
+        data=datamodule.summary(),
+        embeddings_computed=module.embeddings.misses,
+        wall_time_s=round(time.perf_counter() - start, 1),
+    )
+    report.write_markdown(run_dir / "report.md", metrics=metrics, figures=figures, run_dir=run_dir)
+    report.print_summary(metrics, run_dir=run_dir)
+    return float(best_score) if best_score is not None else fine_tuned["iou"]
