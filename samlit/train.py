@@ -39,8 +39,12 @@ def group_choice(group: str, default: str) -> str:
 def main(cfg: DictConfig) -> float:
     """Run the whole job; returns the best ``val/iou`` (the value sweepers optimise)."""
     start = time.perf_counter()
+    if logging.getLogger().handlers:  # Hydra's handlers (console + <job>.log) carry Lightning's messages too
+        logging.getLogger("lightning").handlers.clear()
     run_dir = Path(cfg.paths.output_dir)
-    atomic.write_text(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    atomic.write_text(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(resolved))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)

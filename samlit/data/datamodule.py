@@ -1,0 +1,141 @@
+"""LightningDataModules over the StaVer layout: real scans (``data=staver``) or generated ones
+(``data=synthetic``, written in the same layout so the real reader is the one that runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from samlit.data.prompts import jitter_boxes
+from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_scan, split_keys
+from samlit.data.synthetic import generate_synthetic_staver
+from samlit.data.transforms import to_sam_frame
+from samlit.errors import SamlitError
+
+Sample = dict[str, Any]
+
+
+class StampDataset(Dataset):
+    """One item per scan: all its stamps (box prompts + instance masks) in SAM's frame, see ``to_sam_frame``."""
+
+    def __init__(self, files: list[ScanFiles], *, box_jitter: float = 0.0, min_region_area: int = 16) -> None:
+        self.files = files
+        self.box_jitter = box_jitter
+        self.min_region_area = min_region_area
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = read_scan(self.files[index], min_region_area=self.min_region_area)
+        keep = sample.masks.reshape(len(sample.masks), -1).any(1)  # a region with no ink has nothing to learn
+        sample.masks, sample.boxes = sample.masks[keep], sample.boxes[keep]
+        boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=sample.image.shape[:2])
+        return to_sam_frame(sample, boxes=boxes)
+
+
+def collate_samples(batch: list[Sample]) -> list[Sample]:
+    """Keep a batch as a list of per-image groups: images differ in size and stamp count."""
+    return batch
+
+
+class StaverDataModule(L.LightningDataModule):
+    """Scans in the StaVer layout under ``root``, split deterministically into train / val / test.
+
+    Scans without a stamp are counted and left out of every split (a box prompt needs a stamp).
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | Path | None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+        box_jitter: float = 0.1,
+        min_region_area: int = 16,
+    ) -> None:
+        super().__init__()
+        if root is None or not str(root).strip():
+            raise SamlitError(
+                "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
+                "ground-truth-pixel/ground-truth-pixel/<id>-px.png and ground-truth-maps/ground-truth-maps/<id>-gt.png"
+            )
+        self.root = Path(root).expanduser()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.box_jitter = box_jitter
+        self.min_region_area = min_region_area
+        self.splits: dict[str, list[ScanFiles]] = {}
+        self.num_without_stamp = 0
+
+    def prepare_data(self) -> None:
+        find_scans(self.root)  # fail fast, with one line, on a missing or wrong root
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        files = find_scans(self.root)
+        with_stamp = [f for f in files if count_stamps(f, min_region_area=self.min_region_area) > 0]
+        self.num_without_stamp = len(files) - len(with_stamp)
+        by_key = {f.key: f for f in with_stamp}
+        keys = split_keys(
+            list(by_key), seed=self.seed, val_fraction=self.val_fraction, test_fraction=self.test_fraction
+        )
+        self.splits = {name: [by_key[k] for k in split] for name, split in keys.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the report: scans per split and scans skipped for having no stamp."""
+        return {
+            "root": str(self.root),
+            "scans_without_stamp": self.num_without_stamp,
+            **{f"{name}_scans": len(files) for name, files in self.splits.items()},
+        }
+
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        dataset = StampDataset(
+            self.splits[split],
+            box_jitter=self.box_jitter if train else 0.0,
+            min_region_area=self.min_region_area,
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+
+class SyntheticStaverDataModule(StaverDataModule):
+    """``StaverDataModule`` over generated scans: ``prepare_data`` writes them once (then reuses them)."""
+
+    def __init__(self, *, num_scans: int = 48, image_size: int = 512, synthetic_seed: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.num_scans = num_scans
+        self.image_size = image_size
+        self.synthetic_seed = synthetic_seed
+
+    def prepare_data(self) -> None:
+        generate_synthetic_staver(
+            root=self.root, num_scans=self.num_scans, image_size=self.image_size, seed=self.synthetic_seed
+        )
+        super().prepare_data()

@@ -1,0 +1,206 @@
+"""Reader of the StaVer layout: scans, pixel ground truth (stamp ink) and region maps (filled stamps).
+
+```
+<root>/scans/scans/stampDS-00001.png                                RGB scan
+<root>/ground-truth-pixel/ground-truth-pixel/stampDS-00001-px.png   grayscale, stamp ink = 0, rest = 255
+<root>/ground-truth-maps/ground-truth-maps/stampDS-00001-gt.png     grayscale, stamp regions filled
+```
+
+A stamp's ink is many small strokes, so stamps come from the region map: each 8-connected region is one
+stamp, its box is the region's bounding rectangle and its instance mask is the ink inside the region.
+The polarity of both ground-truth images is detected (background = majority value), not assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from samlit.errors import SamlitError
+
+SCANS_DIR = Path("scans", "scans")
+PIXEL_GT_DIR = Path("ground-truth-pixel", "ground-truth-pixel")
+REGION_MAP_DIR = Path("ground-truth-maps", "ground-truth-maps")
+MIN_REGION_AREA = 16  # px; smaller components of a region map are scan noise, not stamps
+
+LAYOUT_HINT = (
+    "expected the StaVer layout <root>/scans/scans/<key>.png with "
+    "<root>/ground-truth-pixel/ground-truth-pixel/<key>-px.png and "
+    "<root>/ground-truth-maps/ground-truth-maps/<key>-gt.png"
+)
+
+
+@dataclass(frozen=True)
+class ScanFiles:
+    """The three files of one scan, e.g. key ``stampDS-00001``."""
+
+    key: str
+    scan: Path
+    pixel_gt: Path
+    region_map: Path
+
+    @classmethod
+    def for_key(cls, root: Path | str, key: str) -> ScanFiles:
+        """Where the files of ``key`` live under ``root`` (whether or not they exist)."""
+        root = Path(root)
+        return cls(
+            key=key,
+            scan=root / SCANS_DIR / f"{key}.png",
+            pixel_gt=root / PIXEL_GT_DIR / f"{key}-px.png",
+            region_map=root / REGION_MAP_DIR / f"{key}-gt.png",
+        )
+
+
+@dataclass
+class StampSample:
+    """One scan with its stamps.
+
+    image: (H, W, 3) uint8 RGB.
+    masks: (N, H, W) bool, one instance per stamp: the ink pixels inside the stamp's region.
+    boxes: (N, 4) float32 xyxy in pixels, the regions' bounding rectangles (x0, y0, x0 + w, y0 + h).
+    """
+
+    key: str
+    image: np.ndarray
+    masks: np.ndarray
+    boxes: np.ndarray
+
+
+def find_scans(root: Path | str) -> list[ScanFiles]:
+    """All scans under ``root``, sorted by key; every scan must have its pixel GT and region map."""
+    root = Path(root)
+    if not root.is_dir():
+        problem = "does not exist" if not root.exists() else "is not a directory"
+        raise SamlitError(f"data root {root} {problem}; {LAYOUT_HINT}")
+    scan_dir = root / SCANS_DIR
+    scan_paths = sorted(scan_dir.glob("*.png")) if scan_dir.is_dir() else []
+    keys = sorted(path.stem for path in scan_paths if not path.name.startswith("."))
+    if not keys:
+        raise SamlitError(f"data root {root} holds no scans (no {scan_dir}/*.png); {LAYOUT_HINT}")
+    scans = [ScanFiles.for_key(root, key) for key in keys]
+    for files in scans:
+        for kind, path in (("pixel ground truth", files.pixel_gt), ("region map", files.region_map)):
+            if not path.is_file():
+                raise SamlitError(f"scan {files.scan} has no {kind}: {path} is missing; {LAYOUT_HINT}")
+    return scans
+
+
+def read_regions(path: Path | str, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps of a region map file: (labels (H, W) int32, 0 = background, 1..N; boxes (N, 4) float32 xyxy)."""
+    return label_regions(_read_gray(Path(path)), min_area=min_area)
+
+
+def label_regions(
+    region_map: np.ndarray, *, min_area: int = MIN_REGION_AREA
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label the 8-connected foreground regions of a (H, W) uint8 map, ordered by (y0, x0).
+
+    Components smaller than ``min_area`` pixels are dropped (label 0). Returns labels (H, W) int32 and
+    boxes (N, 4) float32 ``x0, y0, x0 + w, y0 + h`` from ``cv2.connectedComponentsWithStats``.
+    """
+    foreground = detect_foreground(region_map).view(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8, ltype=cv2.CV_32S)
+    stats = stats[1:]  # row 0 is the background
+    kept = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
+    top, left = stats[kept, cv2.CC_STAT_TOP], stats[kept, cv2.CC_STAT_LEFT]
+    order = kept[np.lexsort((left, top))]  # stable: ties keep raster order
+    relabel = np.zeros(count, dtype=np.int32)
+    relabel[order + 1] = np.arange(1, len(order) + 1, dtype=np.int32)
+    x, y, w, h = stats[order, :4].T
+    boxes = np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
+    return relabel[labels], boxes
+
+
+def detect_foreground(gray: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels that differ from the background, the majority value (ties: the brighter one).
+
+    An image that is all one value has no foreground.
+    """
+    counts = np.bincount(gray.ravel(), minlength=256)
+    background = len(counts) - 1 - int(np.argmax(counts[::-1]))
+    return gray != background
+
+
+def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampSample:
+    """Read one scan: image (H, W, 3) RGB, masks (N, H, W) = ink & region i, boxes (N, 4) of the regions."""
+    image = _read_rgb(files.scan)
+    pixel_gt = _read_gray(files.pixel_gt)
+    region_map = _read_gray(files.region_map)
+    for path, other in ((files.pixel_gt, pixel_gt), (files.region_map, region_map)):
+        _check_same_size(files.scan, image, path, other)
+    labels, boxes = label_regions(region_map, min_area=min_region_area)
+    ink = detect_foreground(pixel_gt)
+    ids = np.arange(1, len(boxes) + 1, dtype=np.int32)[:, None, None]
+    masks = ink[None] & (labels[None] == ids)
+    return StampSample(key=files.key, image=image, masks=masks, boxes=boxes)
+
+
+def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> int:
+    """Number of stamps of a scan, from its region map only (cheap)."""
+    _, boxes = read_regions(files.region_map, min_area=min_region_area)
+    return len(boxes)
+
+
+def split_keys(
+    keys: Sequence[str], *, seed: int, val_fraction: float, test_fraction: float
+) -> dict[str, list[str]]:
+    """Deterministic train/val/test split: sort, permute with ``seed``, cut test then val; each sorted.
+
+    ``round(fraction * n)`` keys go to val and to test, at least one each when the fraction is > 0 and
+    there are 3 keys or more; train must keep at least one.
+    """
+    fractions = f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}"
+    in_range = all(0 <= fraction < 1 for fraction in (val_fraction, test_fraction))
+    if not in_range or val_fraction + test_fraction >= 1:
+        raise SamlitError(f"bad split {fractions}: each must be in [0, 1) and their sum below 1")
+    ordered = sorted(keys)
+    if not ordered:
+        raise SamlitError("no scans to split (every scan lacks a stamp, or the data set is empty)")
+    if len(set(ordered)) != len(ordered):
+        raise SamlitError("cannot split scans: duplicate keys")
+    n = len(ordered)
+    n_test = _split_size(n, test_fraction)
+    n_val = _split_size(n, val_fraction)
+    if n - n_test - n_val < 1:
+        raise SamlitError(
+            f"split of {n} scans with {fractions} leaves no training scan; lower the fractions or add scans"
+        )
+    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(n)]
+    return {
+        "train": sorted(shuffled[n_test + n_val :]),
+        "val": sorted(shuffled[n_test : n_test + n_val]),
+        "test": sorted(shuffled[:n_test]),
+    }
+
+
+def _split_size(n: int, fraction: float) -> int:
+    size = round(fraction * n)
+    return max(size, 1) if n >= 3 and fraction > 0 else size
+
+
+def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarray) -> None:
+    if image.shape[:2] != other.shape[:2]:
+        (h, w), (h2, w2) = image.shape[:2], other.shape[:2]
+        raise SamlitError(f"size mismatch: scan {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    """(H, W) uint8."""
+    return _imread(path, cv2.IMREAD_GRAYSCALE)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _imread(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        problem = "is missing" if not path.exists() else "is not a readable image"
+        raise SamlitError(f"{path} {problem}")
+    return image
