@@ -107,7 +107,9 @@ def write_markdown(path: Path, *, metrics: dict, figures: list[Path], run_dir: P
 
 def print_summary(metrics: dict, *, run_dir: Path) -> None:
     """The short table at the end of a run."""
-    table = Table(title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks)")
+    table = Table(
+        title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks)"
+    )
     for column in ("", "IoU", "Dice"):
         table.add_column(column)
     for name in ("zero_shot", "fine_tuned"):

@@ -9,6 +9,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from samlit.errors import SamlitError
+from samlit.weights import load_strict, read_state_dict, resolve_weights
 
 IMAGE_SIZE = 1024  # SAM's input frame (long side after ResizeLongestSide, then padded square)
 PATCH_SIZE = 16
@@ -48,11 +49,17 @@ def build_sam(*, model_type: str, weights: str = "random") -> Sam:
     """
     if model_type not in ENCODERS:
         raise SamlitError(f"model.model_type={model_type!r} is unknown; choose one of {sorted(ENCODERS)}")
+    path = resolve_weights(model_type=model_type, weights=weights)  # fail fast, before building a big model
     sam = _build(ENCODERS[model_type])
-    if weights != "random":
-        from samlit.weights import load_weights
-
-        load_weights(sam, model_type=model_type, weights=weights)
+    if path is not None:
+        state_dict = read_state_dict(path)
+        found = detect_model_type(state_dict)
+        if found is not None and found != model_type:
+            raise SamlitError(
+                f"model.weights={path} holds a {found} checkpoint but model={model_type}; "
+                f"pass model={found} or a {model_type} file"
+            )
+        load_strict(sam, state_dict, path=path, model_type=model_type)
     return sam.eval()
 
 

@@ -26,33 +26,37 @@ class OfficialCheckpoint:
 
 OFFICIAL: dict[str, OfficialCheckpoint] = {
     "vit_b": OfficialCheckpoint(
-        "sam_vit_b_01ec64.pth", 375_042_383, "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"
+        "sam_vit_b_01ec64.pth",
+        375_042_383,
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     ),
     "vit_l": OfficialCheckpoint(
-        "sam_vit_l_0b3195.pth", 1_249_524_607, "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"
+        "sam_vit_l_0b3195.pth",
+        1_249_524_607,
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
     ),
     "vit_h": OfficialCheckpoint(
-        "sam_vit_h_4b8939.pth", 2_564_550_879, "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"
+        "sam_vit_h_4b8939.pth",
+        2_564_550_879,
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
     ),
 }
 
 
-def load_weights(sam: Sam, *, model_type: str, weights: str) -> None:
-    """Load ``weights`` (``official`` or a file path) into ``sam`` strictly; raise SamlitError on any mismatch."""
+def resolve_weights(*, model_type: str, weights: str) -> Path | None:
+    """``model.weights`` -> the file to load (None for ``random``); SamlitError if there is none."""
+    if weights == "random":
+        return None
     if weights == "official":
         raise SamlitError(_official_not_yet(model_type))
     path = Path(weights).expanduser()
     if not path.is_file():
         raise SamlitError(f"model.weights={weights}: no such file; pass a SAM .pth, 'random' or 'official'")
-    state_dict = read_state_dict(path)
-    from samlit.sam import detect_model_type
+    return path
 
-    found = detect_model_type(state_dict)
-    if found is not None and found != model_type:
-        raise SamlitError(
-            f"model.weights={path} holds a {found} checkpoint but model={model_type}; pass model={found} "
-            f"or a {model_type} file"
-        )
+
+def load_strict(sam: Sam, state_dict: dict[str, torch.Tensor], *, path: Path, model_type: str) -> None:
+    """``sam.load_state_dict(state_dict, strict=True)``; a mismatch is a one-line SamlitError naming ``path``."""
     try:
         sam.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
@@ -64,8 +68,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a SAM state_dict (plain tensors, stock key names) with ``weights_only=True``."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise SamlitError(f"model.weights={path} is not a readable weights-only torch file: {err}") from None
+    except Exception as err:  # unpickling errors come in many types, often with multi-line messages
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise SamlitError(f"model.weights={path} is not a readable weights-only torch file: {reason}") from None
     if isinstance(obj, dict) and "state_dict" in obj:
         raise SamlitError(
             f"model.weights={path} is a Lightning checkpoint; use the exported "

@@ -94,9 +94,7 @@ def read_regions(path: Path | str, *, min_area: int = MIN_REGION_AREA) -> tuple[
     return label_regions(_read_gray(Path(path)), min_area=min_area)
 
 
-def label_regions(
-    region_map: np.ndarray, *, min_area: int = MIN_REGION_AREA
-) -> tuple[np.ndarray, np.ndarray]:
+def label_regions(region_map: np.ndarray, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
     """Label the 8-connected foreground regions of a (H, W) uint8 map, ordered by (y0, x0).
 
     Components smaller than ``min_area`` pixels are dropped (label 0). Returns labels (H, W) int32 and
@@ -145,9 +143,7 @@ def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) ->
     return len(boxes)
 
 
-def split_keys(
-    keys: Sequence[str], *, seed: int, val_fraction: float, test_fraction: float
-) -> dict[str, list[str]]:
+def split_keys(keys: Sequence[str], *, seed: int, val_fraction: float, test_fraction: float) -> dict[str, list[str]]:
     """Deterministic train/val/test split: sort, permute with ``seed``, cut test then val; each sorted.
 
     ``round(fraction * n)`` keys go to val and to test, at least one each when the fraction is > 0 and

@@ -144,9 +144,7 @@ def _draw_document(rng: np.random.Generator, height: int, width: int) -> np.ndar
     page = np.empty((height, width, 3), dtype=np.uint8)
     page[:] = np.round(paper).astype(np.uint8)
     left, right = 0.08 * width, 0.92 * width
-    _draw_text_lines(
-        page, rng, top=0.05 * height, bottom=0.14 * height, left=left, right=0.6 * right, line=0.022
-    )
+    _draw_text_lines(page, rng, top=0.05 * height, bottom=0.14 * height, left=left, right=0.6 * right, line=0.022)
     _draw_text_lines(page, rng, top=0.18 * height, bottom=0.55 * height, left=left, right=right, line=0.014)
     _draw_table(page, rng, top=0.58 * height, bottom=0.8 * height, left=left, right=right)
     _draw_signature(page, rng, x=rng.uniform(0.5, 0.6) * width, y=0.88 * height, width=0.3 * width)
@@ -217,11 +215,7 @@ def _draw_signature(page: np.ndarray, rng: np.random.Generator, *, x: float, y: 
     loop_radius = rng.uniform(0.04, 0.1) * width
     swell = 1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t + rng.uniform(0, 2 * np.pi))
     xs = x + width * t + swell * loop_radius * np.cos(2 * np.pi * loops * t + rng.uniform(0, 2 * np.pi))
-    ys = (
-        y
-        + swell * loop_radius * 1.5 * np.sin(2 * np.pi * loops * t)
-        + 0.1 * width * np.sin(rng.uniform(1, 4) * t)
-    )
+    ys = y + swell * loop_radius * 1.5 * np.sin(2 * np.pi * loops * t) + 0.1 * width * np.sin(rng.uniform(1, 4) * t)
     points = np.round(np.stack([xs, ys], axis=1) * ONE).astype(np.int32)
     thickness = max(1, round(page.shape[0] / 500))
     color = (int(rng.integers(10, 60)), int(rng.integers(10, 60)), int(rng.integers(60, 140)))
@@ -498,9 +492,7 @@ def _put_text(
 ) -> None:
     """Text with its baseline at ``y``; capitals ``height`` px tall."""
     thickness = max(1, round(height / 10))
-    cv2.putText(
-        page, text, (round(x), round(y)), font, _font_scale(font, height), color, thickness, cv2.LINE_AA
-    )
+    cv2.putText(page, text, (round(x), round(y)), font, _font_scale(font, height), color, thickness, cv2.LINE_AA)
 
 
 def _point(x: float, y: float) -> tuple[int, int]:

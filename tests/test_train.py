@@ -1,0 +1,69 @@
+"""``python train.py`` end to end, as a user runs it (subprocess, real Hydra, tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FAST, REPO
+
+
+def run_train(root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={root}", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root)
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = (root / "outputs" / "train" / "runs").iterdir()
+    return run_dir
+
+
+@pytest.mark.slow
+def test_train_end_to_end(tmp_path):
+    result = run_train(tmp_path, *FAST, "trainer.max_epochs=6")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["model"], metrics["loss"], metrics["split"]) == ("tiny", "dice", "test")
+    for stage in ("zero_shot", "fine_tuned"):
+        assert set(metrics[stage]) >= {"iou", "dice", "n_masks"}
+        assert isinstance(metrics[stage]["n_masks"], int) and metrics[stage]["n_masks"] > 0
+        assert 0.0 <= metrics[stage]["iou"] <= metrics[stage]["dice"] <= 1.0
+    assert metrics["fine_tuned"]["iou"] > metrics["zero_shot"]["iou"]
+
+    export = run_dir / "export" / "sam_tiny_finetuned.pth"
+    state = torch.load(export, weights_only=True)
+    assert "mask_decoder.iou_token.weight" in state
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config_resolved.yaml").is_file()
+    assert "fine-tuned" in (run_dir / "report.md").read_text()
+    assert list((run_dir / "figures").glob("*.png"))
+    assert str(run_dir) in result.stdout  # the closing table names the run dir
+
+    # the synthetic scans are generated once and reused by the next run
+    data_dirs = list((tmp_path / "data").iterdir())
+    assert len(data_dirs) == 1 and (data_dirs[0] / "synthetic.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["data=staver"], "data.root"),
+        (["data=staver", "data.root=/no/such/staver"], "/no/such/staver"),
+        (["model.weights=/no/such.pth"], "/no/such.pth"),
+        (["model=vit_b"], "sam_vit_b_01ec64.pth"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, overrides, needle):
+    fast = [o for o in FAST if not (o.startswith("data.") and "data=staver" in overrides)]
+    result = run_train(tmp_path, *fast, *overrides)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
