@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ def group_choice(group: str, default: str) -> str:
 def main(cfg: DictConfig) -> float:
     """Run the whole job; returns the best ``val/iou`` (the value sweepers optimise)."""
     start = time.perf_counter()
+    # Frozen encoders stay in eval mode on purpose (see SamFineTuner.train); Lightning warns about it.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
     if logging.getLogger().handlers:  # Hydra's handlers (console + <job>.log) carry Lightning's messages too
         logging.getLogger("lightning").handlers.clear()
     run_dir = Path(cfg.paths.output_dir)
