@@ -67,3 +67,26 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, overrides, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_vit_b_random_runs_and_exports_for_stock_sam(tmp_path):
+    """The real-model path (vit_b, random weights since none can be downloaded here) on a handful of scans."""
+    result = run_train(
+        tmp_path,
+        "model=vit_b",
+        "model.weights=random",
+        "data.num_scans=6",
+        "data.image_size=64",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "vit_b" and metrics["fine_tuned"]["n_masks"] > 0
+
+    from segment_anything import sam_model_registry
+
+    sam = sam_model_registry["vit_b"](checkpoint=str(run_dir / "export" / "sam_vit_b_finetuned.pth"))
+    assert sum(p.numel() for p in sam.mask_decoder.parameters()) > 0
