@@ -49,3 +49,11 @@ def test_losses_and_optimizers_instantiate(compose_cfg, loss):
 def test_seed_zero_reaches_the_data_split(compose_cfg):
     assert compose_cfg().data.seed == 0
     assert compose_cfg("seed=7").data.seed == 7
+
+
+def test_logger_can_be_turned_off(compose_cfg):
+    from samlit.train import instantiate_group
+
+    assert instantiate_group(compose_cfg("logger=null").get("logger")) == []
+    (csv_logger,) = instantiate_group(compose_cfg().logger)
+    assert type(csv_logger).__name__ == "CSVLogger"
