@@ -76,10 +76,10 @@ def main(cfg: DictConfig) -> float:
     export_path = export_sam(module.sam, run_dir / "export" / f"sam_{model_type}_finetuned.pth")
     verify_export(module.sam, export_path, model_type=model_type)
 
-    images = {f.key: read_scan(f).image for f in datamodule.splits["test"]}
+    drawn = {p["key"] for p in zero_shot_predictions}
     figures = report.save_figures(
         run_dir / "figures",
-        images={k: v for k, v in images.items() if k in {p["key"] for p in zero_shot_predictions}},
+        images={f.key: read_scan(f).image for f in datamodule.splits["test"] if f.key in drawn},
         zero_shot=zero_shot_predictions,
         fine_tuned=module.test_predictions,
     )

@@ -54,6 +54,6 @@ def test_seed_zero_reaches_the_data_split(compose_cfg):
 def test_logger_can_be_turned_off(compose_cfg):
     from samlit.train import instantiate_group
 
-    assert instantiate_group(compose_cfg("logger=null").get("logger")) == []
+    assert instantiate_group(compose_cfg("~logger").get("logger")) == []
     (csv_logger,) = instantiate_group(compose_cfg().logger)
     assert type(csv_logger).__name__ == "CSVLogger"

@@ -42,6 +42,9 @@ def test_train_end_to_end(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (metrics["model"], metrics["loss"]) == ("tiny", "dice")
     check_schema(metrics)
+    # each scan's embedding was computed exactly once over zero-shot test, 2 epochs and the final test
+    data = metrics["data"]
+    assert metrics["embeddings_computed"] == data["train_scans"] + data["val_scans"] + data["test_scans"]
 
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
     state = torch.load(export, weights_only=True)
