@@ -23,7 +23,6 @@ from samlit.losses import iou_head_loss
 
 Group = dict[str, Any]
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
-STAGES = ("train", "val", "test")
 
 
 def mask_metrics(stage: str) -> MetricCollection:
