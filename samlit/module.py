@@ -1,8 +1,9 @@
 """``SamFineTuner``: train SAM's mask decoder on box prompts; image and prompt encoders stay frozen.
 
 A batch is a list of per-image groups (see ``samlit.data.transforms.to_sam_frame``). Each group's image
-embedding (1, 256, 64, 64) is computed once per run and cached; its N box prompts go through the decoder
-together (SAM's decoder repeats the one embedding per prompt), so images are never mixed.
+embedding (1, 256, 64, 64) comes from the ``EmbeddingCache`` (the frozen encoder runs once per image and
+augmentation view, across runs with ``cache=disk``); its N box prompts go through the decoder together
+(SAM's decoder repeats the one embedding per prompt), so images are never mixed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from torch import nn
 from torchmetrics import MetricCollection, SumMetric
 from torchmetrics.segmentation import DiceScore, MeanIoU
 
-from samlit.cache import EmbeddingCache
+from samlit.cache import EmbeddingCache, encoder_fingerprint
 from samlit.errors import SamlitError
 from samlit.losses import iou_head_loss
+from samlit.sam import detect_model_type
 
 Group = dict[str, Any]
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
@@ -49,6 +51,10 @@ class SamFineTuner(L.LightningModule):
         iou_head_weight: weight of the MSE between SAM's IoU prediction and the mask's real IoU (0 = off).
         mask_threshold: logit threshold for binary masks (SAM's is 0.0).
         keep_test_predictions: how many test images keep their predicted masks for the report's overlays.
+        embeddings: where image embeddings come from (default: an in-memory ``EmbeddingCache``).
+
+    ``train/iou|dice`` are measured in the decoder's 256 x 256 frame (cheap, every step); ``val/`` and ``test/``
+    metrics at each image's original resolution.
     """
 
     def __init__(
@@ -62,16 +68,18 @@ class SamFineTuner(L.LightningModule):
         iou_head_weight: float = 1.0,
         mask_threshold: float = 0.0,
         keep_test_predictions: int = 4,
+        embeddings: EmbeddingCache | None = None,
     ) -> None:
         super().__init__()
         if loss_frame not in ("low", "full"):
             raise SamlitError(f"module.loss_frame={loss_frame!r} must be 'low' or 'full'")
-        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler", "embeddings"], logger=False)
         self.sam = sam
         self.loss = loss
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.embeddings = EmbeddingCache()
+        self.embeddings = embeddings if embeddings is not None else EmbeddingCache(mode="memory")
+        self._fingerprints: dict[str, str] = {}
         for frozen in (sam.image_encoder, sam.prompt_encoder):
             frozen.requires_grad_(False)
         sam.mask_decoder.requires_grad_(True)
@@ -88,14 +96,33 @@ class SamFineTuner(L.LightningModule):
         self.sam.prompt_encoder.eval()
         return self
 
+    def encoder_fingerprint(self) -> str:
+        """The cache's key for this encoder: its weights, SAM's preprocessing and the autocast dtype in force."""
+        device = self.device.type
+        autocast = str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else "off"
+        if autocast not in self._fingerprints:
+            context = {
+                "model_type": detect_model_type(self.sam.state_dict()) or type(self.sam.image_encoder).__name__,
+                "img_size": self.sam.image_encoder.img_size,
+                "pixel_mean": self.sam.pixel_mean.flatten().tolist(),
+                "pixel_std": self.sam.pixel_std.flatten().tolist(),
+                "autocast": autocast,
+            }
+            fingerprint = encoder_fingerprint(self.sam.image_encoder, **context)
+            self.embeddings.describe(fingerprint, **context)
+            self._fingerprints[autocast] = fingerprint
+        return self._fingerprints[autocast]
+
     def image_embedding(self, group: Group) -> torch.Tensor:
-        """(1, 256, 64, 64) embedding of ``group["image"]`` (3, h, w) uint8, from the cache after the first call."""
+        """(1, 256, 64, 64) embedding of ``group["image"]`` (3, h, w) uint8: from the cache, or the encoder once."""
+        image = group["image"]
 
         @torch.no_grad()
         def encode() -> torch.Tensor:
-            return self.sam.image_encoder(self.sam.preprocess(group["image"][None].float()))
+            return self.sam.image_encoder(self.sam.preprocess(image[None].to(self.device).float()))
 
-        return self.embeddings.get(group["key"], encode).to(self.device)
+        embedding = self.embeddings.get(fingerprint=self.encoder_fingerprint(), image=image, compute=encode)
+        return embedding.to(self.device)
 
     def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame).
@@ -126,9 +153,10 @@ class SamFineTuner(L.LightningModule):
         if num_masks == 0:
             return None
         total = torch.zeros((), device=self.device)
+        training = metrics is self.train_metrics
         for group in groups:
             low_res, iou_pred = self(group)
-            full = self.full_res(low_res, group)
+            full = None if training and self.hparams.loss_frame == "low" else self.full_res(low_res, group)
             if self.hparams.loss_frame == "low":
                 logits, target = low_res, group["low_res_masks"]
             else:
@@ -137,8 +165,11 @@ class SamFineTuner(L.LightningModule):
             if self.hparams.iou_head_weight > 0:
                 loss = loss + self.hparams.iou_head_weight * iou_head_loss(iou_pred, logits, target)
             total = total + loss * len(low_res) / num_masks
-            pred = full.detach() > self.hparams.mask_threshold
-            metrics.update(pred[:, None].long(), group["masks"][:, None].long())
+            if training:  # in the decoder's frame: upsampling every step to full size would double the step
+                pred, truth = low_res.detach() > self.hparams.mask_threshold, group["low_res_masks"] > 0.5
+            else:
+                pred, truth = full.detach() > self.hparams.mask_threshold, group["masks"]
+            metrics.update(pred[:, None].long(), truth[:, None].long())
             if metrics is self.test_metrics:
                 self.test_masks.update(len(low_res))
                 self._keep_prediction(group, pred)

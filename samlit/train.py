@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from samlit import atomic, report
+from samlit.console import quiet_lightning
 from samlit.data.staver import read_scan
+from samlit.embed import build_embeddings
 from samlit.export import export_sam, verify_export
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,7 @@ def group_choice(group: str, default: str) -> str:
 def main(cfg: DictConfig) -> float:
     """Run the whole job; returns the best ``val/iou`` (the value sweepers optimise)."""
     start = time.perf_counter()
-    # Frozen encoders stay in eval mode on purpose (see SamFineTuner.train); Lightning warns about it.
-    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
-    if logging.getLogger().handlers:  # Hydra's handlers (console + <job>.log) carry Lightning's messages too
-        logging.getLogger("lightning").handlers.clear()
+    quiet_lightning()
     run_dir = Path(cfg.paths.output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
@@ -60,6 +59,7 @@ def main(cfg: DictConfig) -> float:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    build_embeddings(trainer=trainer, tuner=module, datamodule=datamodule)
     log.info("zero-shot test")
     zero_shot = report.stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     zero_shot_predictions = module.test_predictions
@@ -95,9 +95,10 @@ def main(cfg: DictConfig) -> float:
         epochs=trainer.current_epoch,
         seed=cfg.seed,
         data=datamodule.summary(),
-        embeddings_computed=module.embeddings.misses,
+        embedding_cache={"mode": module.embeddings.mode, **asdict(module.embeddings.stats)},
         wall_time_s=round(time.perf_counter() - start, 1),
     )
     report.write_markdown(run_dir / "report.md", metrics=metrics, figures=figures, run_dir=run_dir)
+    log.info("embedding cache: %s", module.embeddings.stats.line())
     report.print_summary(metrics, run_dir=run_dir)
     return float(best_score) if best_score is not None else fine_tuned["iou"]

@@ -32,12 +32,13 @@ def _small_torch() -> None:
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """Compose ``conf/<name>.yaml`` with overrides, rooted in ``tmp_path`` (data, outputs, run dir)."""
+    """Compose ``conf/<name>.yaml`` with overrides, rooted in ``tmp_path`` (data, outputs, cache, run dir)."""
 
     def _compose(*overrides: str, name: str = "train") -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(name, overrides=[f"paths.root_dir={tmp_path}", *overrides], return_hydra_config=True)
+            rooted = [f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache", *overrides]
+            cfg = compose(name, overrides=rooted, return_hydra_config=True)
         HydraConfig().set_config(cfg)
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "run")

@@ -53,7 +53,7 @@ def test_embedding_is_computed_once_per_image(module):
     batch = [group("a"), group("b", seed=1)]
     for _ in range(3):
         module.model_step(batch, module.val_metrics)
-    assert module.embeddings.misses == 2 and module.embeddings.hits == 4
+    assert module.embeddings.stats.misses == 2 and module.embeddings.stats.hits == 4
 
 
 def test_images_in_a_batch_are_not_mixed(module):

@@ -14,13 +14,18 @@ from tests.conftest import FAST, REPO
 
 
 def run_train(root: Path, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={root}", *overrides]
+    command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
+    command += overrides
     return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root)
 
 
 def only_run_dir(root: Path) -> Path:
     (run_dir,) = (root / "outputs" / "train" / "runs").iterdir()
     return run_dir
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted((root / "outputs" / "train" / "runs").iterdir())
 
 
 def check_schema(metrics: dict) -> None:
@@ -42,9 +47,11 @@ def test_train_end_to_end(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (metrics["model"], metrics["loss"]) == ("tiny", "dice")
     check_schema(metrics)
-    # each scan's embedding was computed exactly once over zero-shot test, 2 epochs and the final test
-    data = metrics["data"]
-    assert metrics["embeddings_computed"] == data["train_scans"] + data["val_scans"] + data["test_scans"]
+    # each scan's embedding was computed exactly once over the cache build, zero-shot test, 2 epochs, final test
+    data, cache = metrics["data"], metrics["embedding_cache"]
+    num_scans = data["train_scans"] + data["val_scans"] + data["test_scans"]
+    assert cache["mode"] == "disk" and cache["misses"] == num_scans and cache["hits"] > num_scans
+    assert cache["corrupt"] == 0 and cache["bytes_written"] > num_scans * 256 * 64 * 64 * 2
 
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
     state = torch.load(export, weights_only=True)
@@ -59,6 +66,12 @@ def test_train_end_to_end(tmp_path):
     (data_dir,) = (tmp_path / "data").iterdir()
     marker = data_dir / "synthetic.json"
     assert marker.is_file() and metrics["data"]["root"] == str(data_dir)
+
+    # a second run on the same scans with the same encoder computes no embedding at all
+    result = run_train(tmp_path, *FAST, "trainer.max_epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads((run_dirs(tmp_path)[-1] / "metrics.json").read_text())["embedding_cache"]
+    assert again["misses"] == 0 and again["hits"] > num_scans and again["bytes_written"] == 0
 
 
 @pytest.mark.slow

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from samlit.data.augment import ImageViews
 from samlit.data.prompts import jitter_boxes
 from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_scan, split_keys
 from samlit.data.synthetic import generate_synthetic_staver
@@ -19,22 +21,47 @@ Sample = dict[str, Any]
 
 
 class StampDataset(Dataset):
-    """One item per scan: all its stamps (box prompts + instance masks) in SAM's frame, see ``to_sam_frame``."""
+    """One item per scan: all its stamps (box prompts + instance masks) in SAM's frame, see ``to_sam_frame``.
 
-    def __init__(self, files: list[ScanFiles], *, box_jitter: float = 0.0, min_region_area: int = 16) -> None:
+    Args:
+        files: the scans.
+        box_jitter: training box prompts move each edge up to this fraction of the box side (0 = exact boxes).
+        min_region_area: region-map components smaller than this (px) are noise, not stamps.
+        augment: image views (``ImageViews``); each item is one of its ``views + 1`` views, drawn at random.
+        every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
+    """
+
+    def __init__(
+        self,
+        files: list[ScanFiles],
+        *,
+        box_jitter: float = 0.0,
+        min_region_area: int = 16,
+        augment: ImageViews | None = None,
+        every_view: bool = False,
+    ) -> None:
         self.files = files
         self.box_jitter = box_jitter
         self.min_region_area = min_region_area
+        self.augment = augment
+        self.num_views = 1 + (augment.views if augment is not None else 0)
+        self.every_view = every_view
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) * (self.num_views if self.every_view else 1)
 
     def __getitem__(self, index: int) -> Sample:
+        if self.every_view:
+            index, view = divmod(index, self.num_views)
+        else:
+            view = int(torch.randint(self.num_views, ())) if self.num_views > 1 else 0
         sample = read_scan(self.files[index], min_region_area=self.min_region_area)
+        if view:
+            sample = self.augment(sample, view=view)
         keep = sample.masks.reshape(len(sample.masks), -1).any(1)  # a region with no ink has nothing to learn
         sample.masks, sample.boxes = sample.masks[keep], sample.boxes[keep]
         boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=sample.image.shape[:2])
-        return to_sam_frame(sample, boxes=boxes)
+        return {**to_sam_frame(sample, boxes=boxes), "view": view}
 
 
 def collate_samples(batch: list[Sample]) -> list[Sample]:
@@ -59,6 +86,7 @@ class StaverDataModule(L.LightningDataModule):
         test_fraction: float = 0.2,
         box_jitter: float = 0.1,
         min_region_area: int = 16,
+        augment: ImageViews | None = None,
     ) -> None:
         super().__init__()
         if root is None or not str(root).strip():
@@ -74,6 +102,7 @@ class StaverDataModule(L.LightningDataModule):
         self.test_fraction = test_fraction
         self.box_jitter = box_jitter
         self.min_region_area = min_region_area
+        self.augment = augment if augment is not None and augment.views > 0 else None
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
 
@@ -98,31 +127,42 @@ class StaverDataModule(L.LightningDataModule):
             "root": str(self.root),
             "scans_without_stamp": self.num_without_stamp,
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
+            "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
         }
 
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        dataset = StampDataset(
+    def _dataset(self, split: str, *, train: bool, every_view: bool = False) -> StampDataset:
+        return StampDataset(
             self.splits[split],
             box_jitter=self.box_jitter if train else 0.0,
             min_region_area=self.min_region_area,
+            augment=self.augment if train else None,
+            every_view=every_view,
         )
+
+    def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,
         )
 
+    def embedding_dataloader(self) -> DataLoader:
+        """Every image the run will encode: each training scan's views, then the val and test scans."""
+        parts = [self._dataset("train", train=True, every_view=True)]
+        parts += [self._dataset(split, train=False) for split in ("val", "test")]
+        return self._loader(ConcatDataset(parts), shuffle=False)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        return self._loader(self._dataset("train", train=True), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+        return self._loader(self._dataset("val", train=False), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self._loader(self._dataset("test", train=False), shuffle=False)
 
 
 class SyntheticStaverDataModule(StaverDataModule):

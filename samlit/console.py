@@ -1,0 +1,16 @@
+"""Console output of the entry points under Hydra: each message once, without known-harmless warnings."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+def quiet_lightning() -> None:
+    """Route Lightning's messages through Hydra's handlers only and drop warnings that are on purpose here."""
+    # Frozen encoders stay in eval mode on purpose (see SamFineTuner.train); Lightning warns about it.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
+    # The embedding build (samlit.embed) is a predict loop that returns nothing, on purpose.
+    warnings.filterwarnings("ignore", message=r"predict returned None", category=UserWarning)
+    if logging.getLogger().handlers:  # Hydra's handlers (console + <job>.log) carry Lightning's messages too
+        logging.getLogger("lightning").handlers.clear()
