@@ -183,6 +183,11 @@ class EmbeddingCache:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as error:
+            raise SamlitError(
+                f"cannot read the embedding cache at {path}: {error.strerror or error}; "
+                "point paths.cache_dir=... to a readable folder (or use cache=memory)"
+            ) from error
         try:
             return decode_entry(data)
         except CorruptEntry as error:

@@ -63,6 +63,7 @@ def build_embeddings(*, trainer: L.Trainer, tuner: SamFineTuner, datamodule: Any
 def main(cfg: DictConfig) -> None:
     """``python embed.py``: build the cache for the data and model ``cfg`` describes, nothing else."""
     quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True)  # as train.py: random weights must be the same weights
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")

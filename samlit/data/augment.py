@@ -10,6 +10,7 @@ Image, instance masks and boxes go through the pipeline together; validation and
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -38,10 +39,12 @@ class ImageViews:
             raise ValueError(f"data.augment.views={views} must be >= 0")
         self.views = views
         self.seed = seed
-        self.pipeline = A.Compose(
-            list(transforms),
-            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["stamp"], clip=True, min_area=1.0),
-        )
+        with warnings.catch_warnings():  # a colour-only pipeline has no transform for the boxes: fine
+            warnings.filterwarnings("ignore", message="Got processor for bboxes", category=UserWarning)
+            self.pipeline = A.Compose(
+                list(transforms),
+                bbox_params=A.BboxParams(format="pascal_voc", label_fields=["stamp"], clip=True, min_area=1.0),
+            )
 
     def __call__(self, sample: StampSample, *, view: int) -> StampSample:
         """View ``view`` (0..views) of ``sample``: image (H', W', 3) uint8, masks (N', H', W') bool, boxes (N', 4).

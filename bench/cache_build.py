@@ -1,0 +1,60 @@
+"""What filling the cache costs beyond the encoder itself: ``build_embeddings`` (Lightning predict loop, reading
+and resizing scans, hashing pixels, fp16 + checksum + atomic write) on a cold cache vs the bare
+``image_encoder`` forward on the same images, already in memory. Same process, interleaved.
+
+    python bench/cache_build.py [--model vit_b] [--scans 4] [--size 1024] [--repeats 1]
+
+Last line: ``build_overhead: <build time / bare encoder time>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from harness import bare_trainer, make_tuner, training_scans
+
+from samlit.cache import EmbeddingCache
+from samlit.embed import build_embeddings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="vit_b", choices=["tiny", "vit_b", "vit_l", "vit_h"])
+    parser.add_argument("--scans", type=int, default=4)
+    parser.add_argument("--size", type=int, default=1024, help="long side of the synthetic scans, px")
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        datamodule = training_scans(Path(tmp, "data"), num_scans=args.scans, image_size=args.size)
+        tuner = make_tuner(args.model, EmbeddingCache(mode="none"))
+        images = [group["image"] for batch in datamodule.embedding_dataloader() for group in batch]
+        sam = tuner.sam
+        build, bare = [], []
+        for repeat in range(args.repeats):
+            tuner.embeddings = EmbeddingCache(mode="disk", root=Path(tmp, f"cache{repeat}"))  # cold
+            start = time.perf_counter()
+            build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)
+            build.append(time.perf_counter() - start)
+            assert tuner.embeddings.stats.misses == len(images)
+            start = time.perf_counter()
+            with torch.no_grad():
+                for image in images:
+                    sam.image_encoder(sam.preprocess(image[None].float()))
+            bare.append(time.perf_counter() - start)
+        written = tuner.embeddings.stats.bytes_written
+    b, e = statistics.median(build), statistics.median(bare)
+    print(f"model={args.model} images={len(images)} {args.size}px threads={torch.get_num_threads()}")
+    print(f"cache build (cold)    : {', '.join(f'{s:.2f}' for s in build)} s  ({len(images) / b:.3f} images/s)")
+    print(f"bare encoder forward  : {', '.join(f'{s:.2f}' for s in bare)} s  ({len(images) / e:.3f} images/s)")
+    print(f"written per image     : {written / len(images) / 2**20:.2f} MiB")
+    print(f"rerun: python bench/cache_build.py --model {args.model} --scans {args.scans} --size {args.size}")
+    print(f"build_overhead: {b / e:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Seeded augmentation views: deterministic, aligned (image, masks, boxes), and walked by the cache build."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from samlit.data.augment import ImageViews
+from samlit.data.staver import StampSample
+
+
+def red_stamps(seed: int = 0, size: tuple[int, int] = (160, 200)) -> StampSample:
+    """A scan whose red ink *is* its stamps: masks must stay equal to the red pixels after any view."""
+    masks = np.zeros((2, *size), dtype=bool)
+    ys, xs = np.mgrid[: size[0], : size[1]]
+    radius = np.hypot((ys - 40) / 20, (xs - 60) / 30)
+    masks[0] = (radius > 0.6) & (radius < 1.0)  # a ring, like a round stamp's outline
+    masks[1, 90 + seed % 5 : 150, 120:180] = True
+    image = np.zeros((*size, 3), dtype=np.uint8)
+    image[..., 0] = masks.any(0) * 255
+    image[..., 2] = 60  # a little blue everywhere, for the colour transforms to act on
+    boxes = np.array([[30, 20, 90, 60], [120, 90, 180, 150]], dtype=np.float32)
+    return StampSample(key="red", image=image, masks=masks, boxes=boxes)
+
+
+@pytest.fixture
+def configured(compose_cfg) -> ImageViews:
+    """The pipeline of conf/data/augment/documents.yaml, composed and instantiated as a run does."""
+    return instantiate(compose_cfg("data.augment.views=3").data.augment)
+
+
+def check_aligned(out: StampSample) -> None:
+    assert out.image.shape[:2] == out.masks.shape[1:] and len(out.masks) == len(out.boxes)
+    red = out.image[..., 0].astype(int) - out.image[..., 1]  # the ink; white paper filled in by Affine is not red
+    agreement = ((red > 127) == out.masks.any(0)).mean()
+    assert agreement > 0.98, agreement
+    for mask, (x0, y0, x1, y1) in zip(out.masks, out.boxes, strict=True):
+        ys, xs = np.nonzero(mask)
+        assert len(xs) and x0 - 1 <= xs.min() and xs.max() <= x1 + 1 and y0 - 1 <= ys.min() and ys.max() <= y1 + 1
+
+
+def test_config_builds_the_documented_pipeline(configured):
+    assert configured.views == 3 and len(configured.pipeline.transforms) == 7
+
+
+def test_every_transform_keeps_masks_and_boxes_on_the_image(configured):
+    for transform in configured.pipeline.transforms:
+        single = copy.deepcopy(transform)
+        single.p = 1.0  # apply it for sure
+        views = ImageViews(views=8, transforms=[single], seed=0)
+        for view in range(1, 9):
+            check_aligned(views(red_stamps(view), view=view))
+
+
+def test_whole_pipeline_keeps_alignment(configured):
+    for view in range(1, 4):
+        check_aligned(configured(red_stamps(view), view=view))
+
+
+def test_views_are_deterministic_and_distinct(configured):
+    sample = red_stamps()
+    first = [configured(sample, view=v) for v in range(4)]
+    again = [configured(sample, view=v) for v in (3, 2, 1, 0)][::-1]  # order of requests does not matter
+    for a, b in zip(first, again, strict=True):
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+        assert np.array_equal(a.boxes, b.boxes)
+    assert first[0].image is sample.image  # view 0 is the scan itself
+    always = [copy.deepcopy(t) for t in configured.pipeline.transforms]
+    for transform in always:
+        transform.p = 1.0
+    views = ImageViews(views=3, transforms=always, seed=0)
+    assert len({views(sample, view=v).image.tobytes() for v in range(4)}) == 4
+    other_seed = ImageViews(views=3, transforms=always, seed=1)
+    assert not np.array_equal(other_seed(sample, view=1).image, views(sample, view=1).image)
+
+
+def test_view_out_of_range_is_an_error(configured):
+    with pytest.raises(IndexError, match=r"only views 0\.\.3"):
+        configured(red_stamps(), view=4)
+
+
+def test_stamps_pushed_out_of_the_image_are_dropped():
+    import albumentations as A
+
+    views = ImageViews(views=1, transforms=[A.Affine(translate_percent=(0.6, 0.6), p=1.0)], seed=0)
+    out = views(red_stamps(), view=1)
+    assert len(out.masks) == len(out.boxes) == 1  # the second stamp left the frame
+
+
+def test_datamodule_walks_every_view_in_the_build_and_draws_one_in_training(compose_cfg):
+    cfg = compose_cfg("data.augment.views=2", "data.num_scans=6", "data.image_size=96")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    splits = {name: len(files) for name, files in datamodule.splits.items()}
+    build = datamodule.embedding_dataloader().dataset
+    assert len(build) == 3 * splits["train"] + splits["val"] + splits["test"]
+    assert [build[i]["view"] for i in range(3)] == [0, 1, 2]
+    assert {build[len(build) - 1]["view"]} == {0}  # test scans: never augmented
+    train = datamodule.train_dataloader().dataset
+    torch.manual_seed(0)
+    drawn = [train[0]["view"] for _ in range(30)]
+    assert set(drawn) == {0, 1, 2}
+    torch.manual_seed(0)
+    assert [train[0]["view"] for _ in range(30)] == drawn  # seeded like the box jitter
+    assert datamodule.summary()["train_views_per_scan"] == 3
