@@ -133,8 +133,8 @@ def main() -> None:
     print(f"Lightning training step (hooks)          : {lightning_ms:8.1f} ms/step (median of {len(lightning_steps)})")
     print(f"  epoch time / steps (+ data loading)    : {median_ms(epoch_per_step):8.1f} ms/step")
     print(f"bare decoder fwd+bwd+Adam                : {bare_ms:8.1f} ms/step (median of {len(bare)})")
-    print(f"{args.batch} images/step, a decoder call per image: {median_ms(per_image):8.1f} ms/image")
-    print(f"{args.batch} images/step, one batched call      : {median_ms(one_call):8.1f} ms/image")
+    print(f"{args.batch} images/step, a decoder call per image  : {median_ms(per_image):8.1f} ms/image")
+    print(f"{args.batch} images/step, one batched call          : {median_ms(one_call):8.1f} ms/image")
     print(f"batched / per-image                      : {median_ms(one_call) / median_ms(per_image):8.3f}")
     print(
         f"rerun: python bench/decoder_step.py --model {args.model} --scans {args.scans} --size {args.size} "
