@@ -125,14 +125,16 @@ class SamFineTuner(L.LightningModule):
         return embedding.to(self.device)
 
     def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame).
+        """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame), with its point prompts
+        ``group["point_coords"]`` (N, P, 2) and ``group["point_labels"]`` (N, P) when the group has them.
 
         Returns:
             low-res mask logits (N, 256, 256) and predicted IoU (N,).
         """
         embedding = self.image_embedding(group)
         with torch.no_grad():
-            sparse, dense = self.sam.prompt_encoder(points=None, boxes=group["boxes"], masks=None)
+            points = (group["point_coords"], group["point_labels"]) if "point_coords" in group else None
+            sparse, dense = self.sam.prompt_encoder(points=points, boxes=group["boxes"], masks=None)
         logits, iou = self.sam.mask_decoder(
             image_embeddings=embedding,
             image_pe=self.sam.prompt_encoder.get_dense_pe(),

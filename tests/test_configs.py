@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF
 
-GROUPS = ["model", "data", "loss", "optimizer", "trainer", "logger", "callbacks", "paths"]
+GROUPS = ["model", "data", "cache", "loss", "optimizer", "trainer", "logger", "callbacks", "paths"]
 
 
 def options(group: str) -> list[str]:
@@ -44,6 +46,30 @@ def test_losses_and_optimizers_instantiate(compose_cfg, loss):
     cfg = compose_cfg(f"loss={loss}")
     assert callable(instantiate(cfg.loss))
     assert callable(instantiate(cfg.optimizer))
+
+
+@pytest.mark.parametrize("mode", options("cache"))
+def test_cache_options_instantiate_into_the_module(compose_cfg, tmp_path, mode):
+    cfg = compose_cfg(f"cache={mode}")
+    module = instantiate(cfg.module)
+    assert module.embeddings.mode == mode
+    if mode == "disk":  # under paths.cache_dir, outside the run dir
+        assert module.embeddings.root == tmp_path / "cache" / "embeddings"
+
+
+def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
+    """Outside the run dir so runs and sweep jobs share it; $SAMLIT_CACHE moves it."""
+
+    def cache_root() -> str:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose("train", overrides=["paths.root_dir=/r"]).cache.root
+
+    monkeypatch.delenv("SAMLIT_CACHE", raising=False)
+    assert cache_root() == "~/.cache/samlit/embeddings"
+    monkeypatch.setenv("SAMLIT_CACHE", "/big/disk/samlit")
+    assert cache_root() == "/big/disk/samlit/embeddings"
+    GlobalHydra.instance().clear()
 
 
 def test_seed_zero_reaches_the_data_split(compose_cfg):

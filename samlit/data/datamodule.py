@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from samlit.data.augment import ImageViews
-from samlit.data.prompts import jitter_boxes
+from samlit.data.prompts import jitter_boxes, sample_points
 from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_scan, split_keys
 from samlit.data.synthetic import generate_synthetic_staver
 from samlit.data.transforms import to_sam_frame
@@ -29,6 +29,8 @@ class StampDataset(Dataset):
         min_region_area: region-map components smaller than this (px) are noise, not stamps.
         augment: image views (``ImageViews``); each item is one of its ``views + 1`` views, drawn at random.
         every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
+        positive_points, negative_points: point prompts drawn per stamp (ink / ink-free pixels in its box) and
+            given with the box, in a ``points_probability`` share of the items (the rest: the box alone).
     """
 
     def __init__(
@@ -39,6 +41,9 @@ class StampDataset(Dataset):
         min_region_area: int = 16,
         augment: ImageViews | None = None,
         every_view: bool = False,
+        positive_points: int = 0,
+        negative_points: int = 0,
+        points_probability: float = 0.5,
     ) -> None:
         self.files = files
         self.box_jitter = box_jitter
@@ -46,6 +51,9 @@ class StampDataset(Dataset):
         self.augment = augment
         self.num_views = 1 + (augment.views if augment is not None else 0)
         self.every_view = every_view
+        self.positive_points = positive_points
+        self.negative_points = negative_points
+        self.points_probability = points_probability
 
     def __len__(self) -> int:
         return len(self.files) * (self.num_views if self.every_view else 1)
@@ -61,7 +69,10 @@ class StampDataset(Dataset):
         keep = sample.masks.reshape(len(sample.masks), -1).any(1)  # a region with no ink has nothing to learn
         sample.masks, sample.boxes = sample.masks[keep], sample.boxes[keep]
         boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=sample.image.shape[:2])
-        return {**to_sam_frame(sample, boxes=boxes), "view": view}
+        points = None
+        if self.positive_points + self.negative_points > 0 and float(torch.rand(())) < self.points_probability:
+            points = sample_points(sample.masks, boxes, positive=self.positive_points, negative=self.negative_points)
+        return {**to_sam_frame(sample, boxes=boxes, points=points), "view": view}
 
 
 def collate_samples(batch: list[Sample]) -> list[Sample]:
@@ -87,6 +98,9 @@ class StaverDataModule(L.LightningDataModule):
         box_jitter: float = 0.1,
         min_region_area: int = 16,
         augment: ImageViews | None = None,
+        positive_points: int = 0,
+        negative_points: int = 0,
+        points_probability: float = 0.5,
     ) -> None:
         super().__init__()
         if root is None or not str(root).strip():
@@ -103,6 +117,11 @@ class StaverDataModule(L.LightningDataModule):
         self.box_jitter = box_jitter
         self.min_region_area = min_region_area
         self.augment = augment if augment is not None and augment.views > 0 else None
+        self.points = {
+            "positive_points": positive_points,
+            "negative_points": negative_points,
+            "points_probability": points_probability,
+        }
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
 
@@ -137,6 +156,7 @@ class StaverDataModule(L.LightningDataModule):
             min_region_area=self.min_region_area,
             augment=self.augment if train else None,
             every_view=every_view,
+            **(self.points if train else {}),
         )
 
     def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:

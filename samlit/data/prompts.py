@@ -32,3 +32,39 @@ def jitter_boxes(boxes: np.ndarray, *, fraction: float, image_size: tuple[int, i
     out[:, 0] = np.minimum(out[:, 0], out[:, 2] - 1)
     out[:, 1] = np.minimum(out[:, 1], out[:, 3] - 1)
     return out.astype(np.float32)
+
+
+def sample_points(
+    masks: np.ndarray, boxes: np.ndarray, *, positive: int, negative: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random point prompts for each stamp: ``positive`` ink pixels and ``negative`` ink-free pixels inside its box
+    (the gaps between strokes, which a box alone leaves ambiguous).
+
+    Args:
+        masks: (N, H, W) bool instance masks.
+        boxes: (N, 4) xyxy prompts in pixels (the negatives are drawn inside them).
+        positive, negative: points of each kind per stamp.
+
+    Returns:
+        coords (N, positive + negative, 2) float32 xy pixel centres; labels (N, positive + negative) int64 with
+        1 = ink, 0 = background, -1 = no point (SAM's padding label; a stamp with fewer such pixels than asked).
+        Randomness comes from torch's global RNG, like ``jitter_boxes``.
+    """
+    count = positive + negative
+    coords = np.zeros((len(masks), count, 2), dtype=np.float32)
+    labels = np.full((len(masks), count), -1, dtype=np.int64)
+    height, width = masks.shape[1:] if masks.ndim == 3 else (0, 0)
+    for i, (mask, box) in enumerate(zip(masks, boxes, strict=True)):
+        x0, y0 = (int(np.clip(v, 0, s)) for v, s in zip(np.floor(box[:2]), (width, height), strict=True))
+        x1, y1 = (int(np.clip(v, 0, s)) for v, s in zip(np.ceil(box[2:]), (width, height), strict=True))
+        inside = np.zeros_like(mask)
+        inside[y0:y1, x0:x1] = True
+        start = 0
+        for label, pixels, wanted in ((1, mask, positive), (0, inside & ~mask, negative)):
+            ys, xs = np.nonzero(pixels)
+            if wanted and len(xs):
+                pick = torch.randint(len(xs), (wanted,)).numpy()
+                coords[i, start : start + wanted] = np.stack([xs[pick], ys[pick]], axis=1)
+                labels[i, start : start + wanted] = label
+            start += wanted
+    return coords, labels

@@ -19,12 +19,20 @@ from samlit.data.staver import StampSample
 LOW_RES = 256  # side of the mask decoder's output frame
 
 
-def to_sam_frame(sample: StampSample, *, boxes: np.ndarray, target_length: int = 1024) -> dict[str, Any]:
+def to_sam_frame(
+    sample: StampSample,
+    *,
+    boxes: np.ndarray,
+    points: tuple[np.ndarray, np.ndarray] | None = None,
+    target_length: int = 1024,
+) -> dict[str, Any]:
     """Resize one sample into SAM's frame.
 
     Args:
         sample: image (H, W, 3) uint8, masks (N, H, W) bool.
         boxes: (N, 4) xyxy prompts in original pixels (the GT boxes, possibly jittered).
+        points: optional point prompts, coords (N, P, 2) xy in original pixels and labels (N, P) (see
+            ``samlit.data.prompts.sample_points``); returned as ``point_coords`` (resized frame) and ``point_labels``.
         target_length: SAM's input long side (1024 for every SAM).
 
     Returns:
@@ -38,6 +46,14 @@ def to_sam_frame(sample: StampSample, *, boxes: np.ndarray, target_length: int =
     image = resize.apply_image(sample.image)
     input_size = (int(image.shape[0]), int(image.shape[1]))
     masks = torch.from_numpy(np.ascontiguousarray(sample.masks))
+    prompts = {}
+    if points is not None:
+        coords, labels = points
+        resized = resize.apply_coords(coords.reshape(-1, 2), original_size).reshape(coords.shape)
+        prompts = {
+            "point_coords": torch.from_numpy(resized.astype(np.float32)),
+            "point_labels": torch.from_numpy(labels),
+        }
     return {
         "key": sample.key,
         "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
@@ -46,6 +62,7 @@ def to_sam_frame(sample: StampSample, *, boxes: np.ndarray, target_length: int =
         "low_res_masks": low_res_targets(masks, input_size=input_size, target_length=target_length),
         "original_size": original_size,
         "input_size": input_size,
+        **prompts,
     }
 
 
