@@ -149,13 +149,12 @@ class StaverDataModule(L.LightningDataModule):
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
         }
 
-    def _dataset(self, split: str, *, train: bool, every_view: bool = False) -> StampDataset:
+    def _dataset(self, split: str, *, train: bool) -> StampDataset:
         return StampDataset(
             self.splits[split],
             box_jitter=self.box_jitter if train else 0.0,
             min_region_area=self.min_region_area,
             augment=self.augment if train else None,
-            every_view=every_view,
             **(self.points if train else {}),
         )
 
@@ -171,8 +170,10 @@ class StaverDataModule(L.LightningDataModule):
 
     def embedding_dataloader(self) -> DataLoader:
         """Every image the run will encode: each training scan's views, then the val and test scans."""
-        parts = [self._dataset("train", train=True, every_view=True)]
-        parts += [self._dataset(split, train=False) for split in ("val", "test")]
+        views = StampDataset(
+            self.splits["train"], min_region_area=self.min_region_area, augment=self.augment, every_view=True
+        )
+        parts = [views, *(self._dataset(split, train=False) for split in ("val", "test"))]
         return self._loader(ConcatDataset(parts), shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
