@@ -3,11 +3,12 @@ file, never a lost old one)."""
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -15,20 +16,27 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def write_bytes(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parents created)."""
+@contextmanager
+def replacing(path: Path | str) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` (parents created) only when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (parents created)."""
+    with replacing(path) as handle:
+        handle.write(data)
+    return Path(path)
 
 
 def write_text(path: Path | str, text: str) -> Path:
@@ -36,7 +44,7 @@ def write_text(path: Path | str, text: str) -> Path:
 
 
 def torch_save(obj: Any, path: Path | str) -> Path:
-    """``torch.save`` to ``path`` atomically."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return write_bytes(path, buffer.getvalue())
+    """``torch.save`` to ``path`` atomically, streamed (no in-memory copy of a multi-GB state_dict)."""
+    with replacing(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)

@@ -38,9 +38,25 @@ def test_tiny_round_trip_identical_outputs(tmp_path):
     assert torch.equal(torch.from_numpy(outputs[0][2]), torch.from_numpy(outputs[1][2]))
 
 
+def test_verify_export_catches_a_wrong_file(tmp_path):
+    torch.manual_seed(0)
+    sam = build_sam(model_type="tiny")
+    path = export_sam(sam, tmp_path / "sam.pth")
+    perturb_decoder(sam)  # the model moved on after the export
+    with pytest.raises(RuntimeError, match="differs from the trained model at mask_decoder"):
+        verify_export(sam, path, model_type="tiny")
+    state = torch.load(path, weights_only=True)
+    state["mask_decoder.extra"] = torch.zeros(1)
+    torch.save(state, path)
+    with pytest.raises(RuntimeError, match="does not load into a stock tiny"):
+        verify_export(sam, path, model_type="tiny")
+
+
 @pytest.mark.slow
 def test_vit_b_export_loads_with_stock_registry(tmp_path):
     sam = build_sam(model_type="vit_b")
     perturb_decoder(sam)
     path = export_sam(sam, tmp_path / "sam_vit_b_finetuned.pth")
-    verify_export(sam, path, model_type="vit_b")  # goes through segment_anything.sam_model_registry["vit_b"]
+    verify_export(sam, path, model_type="vit_b")  # keys/shapes against segment_anything's vit_b, values equal
+    stock = load_exported(path, model_type="vit_b")  # segment_anything.sam_model_registry["vit_b"](checkpoint=...)
+    assert torch.equal(stock.mask_decoder.iou_token.weight, sam.mask_decoder.iou_token.weight)
