@@ -1,9 +1,11 @@
 """Headline: one training epoch with the encoder run at every step (``cache=none``, the seed tutorial's way)
 vs the same epoch reading a warm disk cache. Same process, same model, same scans, same step code.
 
-    python bench/cache_speedup.py [--model vit_b] [--scans 4] [--size 1024] [--repeats 1]
+    python bench/cache_speedup.py [--model vit_b] [--scans 4] [--size 1024] [--repeats 1] [--stamps K]
 
-vit_b has random weights (same compute as Meta's). Last line: ``speedup: <x>x (...)``.
+vit_b has random weights (same compute as Meta's). The cached epoch costs a decoder step per box prompt, so
+the ratio falls with stamps per scan; ``--stamps 1`` keeps only one-stamp scans (the seed tutorial's data).
+Last line: ``speedup: <x>x (...)``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=4)
     parser.add_argument("--size", type=int, default=1024, help="long side of the synthetic scans, px")
     parser.add_argument("--repeats", type=int, default=1, help="epochs of each kind, interleaved")
+    parser.add_argument("--stamps", type=int, default=None, help="only scans with exactly this many stamps")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        datamodule = training_scans(Path(tmp, "data"), num_scans=args.scans, image_size=args.size)
+        datamodule = training_scans(Path(tmp, "data"), num_scans=args.scans, image_size=args.size, stamps=args.stamps)
         disk = EmbeddingCache(mode="disk", root=Path(tmp, "cache"))
         tuner = make_tuner(args.model, disk)
         build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)  # warm the cache
@@ -53,7 +56,8 @@ def main() -> None:
     print(f"model={args.model} scans={args.scans} ({prompts} box prompts) {args.size}px threads={threads}")
     print(f"epoch, cache=none (encoder every step): {', '.join(f'{s:.2f}' for s in none)} s")
     print(f"epoch, warm disk cache                 : {', '.join(f'{s:.2f}' for s in cached)} s")
-    print(f"rerun: python bench/cache_speedup.py --model {args.model} --scans {args.scans} --size {args.size}")
+    stamps = f" --stamps {args.stamps}" if args.stamps is not None else ""
+    print(f"rerun: python bench/cache_speedup.py --model {args.model} --scans {args.scans} --size {args.size}{stamps}")
     print(
         f"speedup: {n_none / n_cached:.1f}x (none {n_none:.2f} s/epoch, cached {n_cached:.2f} s/epoch, N={args.scans})"
     )

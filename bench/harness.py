@@ -16,16 +16,20 @@ import torch
 from samlit.cache import EmbeddingCache
 from samlit.console import quiet_lightning
 from samlit.data.datamodule import SyntheticStaverDataModule
+from samlit.data.staver import count_stamps
 from samlit.losses import DiceLoss
 from samlit.module import SamFineTuner
 from samlit.sam import build_sam
 
 
-def training_scans(root: Path, *, num_scans: int, image_size: int) -> SyntheticStaverDataModule:
-    """A datamodule whose train split holds exactly ``num_scans`` synthetic scans with stamps (val/test empty)."""
+def training_scans(
+    root: Path, *, num_scans: int, image_size: int, stamps: int | None = None
+) -> SyntheticStaverDataModule:
+    """A datamodule whose train split holds exactly ``num_scans`` synthetic scans with stamps (exactly ``stamps``
+    each when given; val/test empty)."""
     datamodule = SyntheticStaverDataModule(
         root=root,
-        num_scans=num_scans * 2 + 2,  # some generated scans carry no stamp
+        num_scans=num_scans * 4 + 4,  # some generated scans carry no stamp
         image_size=image_size,
         val_fraction=0.0,
         test_fraction=0.0,
@@ -34,6 +38,8 @@ def training_scans(root: Path, *, num_scans: int, image_size: int) -> SyntheticS
     datamodule.prepare_data()
     datamodule.setup("fit")
     train = datamodule.splits["train"]
+    if stamps is not None:
+        train = [f for f in train if count_stamps(f, min_region_area=datamodule.min_region_area) == stamps]
     if len(train) < num_scans:
         raise SystemExit(f"only {len(train)} synthetic scans with stamps; lower --scans")
     datamodule.splits = {"train": train[:num_scans], "val": [], "test": []}
