@@ -165,10 +165,6 @@ class EmbeddingCache:
         with torch.inference_mode(False):  # a plain tensor even when filled inside Lightning's inference mode
             return stored.to(torch.float32, copy=True)
 
-    def contains(self, *, fingerprint: str, image: torch.Tensor) -> bool:
-        key = self.key(fingerprint=fingerprint, image=image)
-        return key in self._memory if self.mode == "memory" else self.mode == "disk" and self.path(key).is_file()
-
     def describe(self, fingerprint: str, **meta: object) -> None:
         """Write ``meta.json`` (what the fingerprint stands for) next to a fingerprint's entries, once."""
         if self.mode != "disk":

@@ -17,6 +17,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from samlit.config import instantiate_group
 from samlit.console import quiet_lightning
 from samlit.module import Group, SamFineTuner
 
@@ -68,6 +69,5 @@ def main(cfg: DictConfig) -> None:
     datamodule.prepare_data()
     datamodule.setup("fit")
     tuner = instantiate(cfg.module)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if "ProgressBar" in c.get("_target_")]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=False)
     build_embeddings(trainer=trainer, tuner=tuner, datamodule=datamodule)

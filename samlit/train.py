@@ -7,36 +7,19 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from samlit import atomic, report
+from samlit.config import group_choice, instantiate_group
 from samlit.console import quiet_lightning
 from samlit.data.staver import read_scan
 from samlit.embed import build_embeddings
 from samlit.export import export_sam, verify_export
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_group(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a dict-of-objects group (callbacks, loggers)."""
-    if not cfg:
-        return []
-    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
-
-
-def group_choice(group: str, default: str) -> str:
-    """The option picked for a config group (``loss=dice`` -> ``dice``), as Hydra recorded it."""
-    if HydraConfig.initialized():
-        choice = HydraConfig.get().runtime.choices.get(group)
-        if choice:
-            return str(choice)
-    return default
 
 
 def main(cfg: DictConfig) -> float:

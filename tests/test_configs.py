@@ -78,7 +78,7 @@ def test_seed_zero_reaches_the_data_split(compose_cfg):
 
 
 def test_logger_can_be_turned_off(compose_cfg):
-    from samlit.train import instantiate_group
+    from samlit.config import instantiate_group
 
     assert instantiate_group(compose_cfg("~logger").get("logger")) == []
     (csv_logger,) = instantiate_group(compose_cfg().logger)
