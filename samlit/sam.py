@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from samlit.errors import SamlitError
-from samlit.weights import load_strict, read_state_dict, resolve_weights
+from samlit.weights import decoder_state, is_decoder_only, load_strict, read_state_dict, resolve_weights
 
 IMAGE_SIZE = 1024  # SAM's input frame (long side after ResizeLongestSide, then padded square)
 PATCH_SIZE = 16
@@ -36,20 +37,33 @@ ENCODERS: dict[str, EncoderSpec] = {
 }
 
 
-def build_sam(*, model_type: str, weights: str = "random") -> Sam:
+def build_sam(
+    *,
+    model_type: str,
+    weights: str = "random",
+    weights_dir: str | Path | None = None,
+    decoder_weights: str | Path | None = None,
+) -> Sam:
     """Build a SAM model and load its weights.
 
     Args:
         model_type: one of ``tiny``, ``vit_b``, ``vit_l``, ``vit_h``.
-        weights: ``random`` (keep the initialisation), ``official`` (Meta's checkpoint) or a path to a
-            SAM state_dict (stock key names), loaded with ``weights_only=True`` and ``strict=True``.
+        weights: ``random`` (keep the initialisation), ``official`` (Meta's checkpoint, downloaded into
+            ``weights_dir`` and SHA-256 checked) or a path to SAM weights (a state_dict with stock key names,
+            possibly wrapped, or a Lightning checkpoint), loaded with ``weights_only=True`` and ``strict=True``.
+        weights_dir: where ``official`` checkpoints are downloaded to and reused from.
+        decoder_weights: optional file whose mask decoder replaces the one of ``weights`` (a samlit
+            ``export/sam_<model>_decoder.pth``, a run's Lightning checkpoint, or any SAM file); strict.
 
     Returns:
         ``Sam`` in eval mode; image (B, 3, 1024, 1024) -> embedding (B, 256, 64, 64).
     """
     if model_type not in ENCODERS:
         raise SamlitError(f"model.model_type={model_type!r} is unknown; choose one of {sorted(ENCODERS)}")
-    path = resolve_weights(model_type=model_type, weights=weights)  # fail fast, before building a big model
+    decoder_path = Path(decoder_weights).expanduser() if decoder_weights else None
+    if decoder_path is not None and not decoder_path.is_file():
+        raise SamlitError(f"model.decoder_weights={decoder_weights}: no such file")
+    path = resolve_weights(model_type=model_type, weights=weights, weights_dir=weights_dir)  # before a big build
     sam = _build(ENCODERS[model_type])
     if path is not None:
         state_dict = read_state_dict(path)
@@ -59,7 +73,19 @@ def build_sam(*, model_type: str, weights: str = "random") -> Sam:
                 f"model.weights={path} holds a {found} checkpoint but model={model_type}; "
                 f"pass model={found} or a {model_type} file"
             )
+        if is_decoder_only(state_dict):
+            raise SamlitError(
+                f"model.weights={path} holds a mask decoder only (a samlit checkpoint or decoder export); "
+                f"pass it as model.decoder_weights={path} next to model.weights=official or a full SAM file"
+            )
         load_strict(sam, state_dict, path=path, model_type=model_type)
+    if decoder_path is not None:
+        decoder = decoder_state(read_state_dict(decoder_path))
+        try:
+            sam.mask_decoder.load_state_dict(decoder, strict=True)
+        except RuntimeError as err:
+            first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+            raise SamlitError(f"model.decoder_weights={decoder_path} is not a SAM mask decoder: {first}") from None
     return sam.eval()
 
 

@@ -17,7 +17,7 @@ from samlit.config import group_choice, instantiate_group
 from samlit.console import quiet_lightning
 from samlit.data.staver import read_scan
 from samlit.embed import build_embeddings
-from samlit.export import export_sam, verify_export
+from samlit.export import export_run
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def main(cfg: DictConfig) -> float:
     )
 
     model_type = cfg.model.model_type
-    export_path = export_sam(module.sam, run_dir / "export" / f"sam_{model_type}_finetuned.pth")
-    verify_export(module.sam, export_path, model_type=model_type)
+    export_path, decoder_path = export_run(module.sam, run_dir / "export", model_type=model_type)
 
     drawn = {p["key"] for p in zero_shot_predictions}
     figures = report.save_figures(
@@ -75,6 +74,7 @@ def main(cfg: DictConfig) -> float:
         best_val_iou=float(best_score) if best_score is not None else None,
         best_checkpoint=best_path,
         export=str(export_path.relative_to(run_dir)),
+        export_decoder=str(decoder_path.relative_to(run_dir)),
         epochs=trainer.current_epoch,
         seed=cfg.seed,
         data=datamodule.summary(),

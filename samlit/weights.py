@@ -1,4 +1,5 @@
-"""SAM checkpoints: Meta's official files (URL, size, SHA-256) and strict, ``weights_only`` loads."""
+"""SAM checkpoints: Meta's official files (URL, size, SHA-256; downloaded and verified) and strict,
+``weights_only`` loads of plain, wrapped and Lightning files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 from segment_anything.modeling import Sam
 
+from samlit.download import download
 from samlit.errors import SamlitError
 
 BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
@@ -18,10 +20,11 @@ class OfficialCheckpoint:
     filename: str
     num_bytes: int
     sha256: str
+    base_url: str = BASE_URL
 
     @property
     def url(self) -> str:
-        return f"{BASE_URL}/{self.filename}"
+        return f"{self.base_url}/{self.filename}"
 
 
 OFFICIAL: dict[str, OfficialCheckpoint] = {
@@ -43,12 +46,23 @@ OFFICIAL: dict[str, OfficialCheckpoint] = {
 }
 
 
-def resolve_weights(*, model_type: str, weights: str) -> Path | None:
-    """``model.weights`` -> the file to load (None for ``random``); SamlitError if there is none."""
+def resolve_weights(*, model_type: str, weights: str, weights_dir: Path | str | None = None) -> Path | None:
+    """``model.weights`` -> the file to load (None for ``random``); SamlitError if there is none.
+
+    ``official`` downloads Meta's checkpoint into ``weights_dir`` (SHA-256 verified; a verified file there is
+    reused without network access).
+    """
     if weights == "random":
         return None
     if weights == "official":
-        raise SamlitError(_official_not_yet(model_type))
+        if model_type not in OFFICIAL:
+            raise SamlitError(
+                f"model.weights=official: there are no official weights for model={model_type}; use 'random' or a path"
+            )
+        if weights_dir is None:
+            raise SamlitError("model.weights=official needs model.weights_dir (paths.weights_dir) to download into")
+        ckpt = OFFICIAL[model_type]
+        return download(url=ckpt.url, dest=Path(weights_dir).expanduser() / ckpt.filename, sha256=ckpt.sha256)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise SamlitError(f"model.weights={weights}: no such file; pass a SAM .pth, 'random' or 'official'")
@@ -64,28 +78,37 @@ def load_strict(sam: Sam, state_dict: dict[str, torch.Tensor], *, path: Path, mo
         raise SamlitError(f"model.weights={path} does not fit model={model_type}: {first}") from None
 
 
+PREFIXES = ("", "sam.", "model.", "module.", "model.sam.", "net.")  # how LightningModules name their SAM
+WRAPPERS = ("state_dict", "model")  # Lightning .ckpt, and {"model": ...} files
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a SAM state_dict (plain tensors, stock key names) with ``weights_only=True``."""
+    """Read SAM weights with ``weights_only=True``, as stock key names (``mask_decoder.…``).
+
+    Accepts a plain state_dict, a ``{"model": ...}`` or ``{"state_dict": ...}`` wrapper and a Lightning
+    ``.ckpt`` (the module's attribute prefix, e.g. ``sam.``, is stripped). Nothing in the file is executed.
+    """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types, often with multi-line messages
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise SamlitError(f"model.weights={path} is not a readable weights-only torch file: {reason}") from None
-    if isinstance(obj, dict) and "state_dict" in obj:
-        raise SamlitError(
-            f"model.weights={path} is a Lightning checkpoint; use the exported "
-            "export/sam_<model>_finetuned.pth of the run instead"
-        )
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SamlitError(f"model.weights={path} is not a SAM state_dict (a dict of tensors)")
-    return obj
+        raise SamlitError(f"{path} is not a readable weights-only torch file: {reason}") from None
+    if isinstance(obj, dict):
+        wrapper = next((k for k in WRAPPERS if isinstance(obj.get(k), dict)), None)
+        obj = obj[wrapper] if wrapper else obj
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise SamlitError(f"{path} is not SAM weights (a dict of tensors, possibly under 'model' or 'state_dict')")
+    for prefix in PREFIXES:
+        if any(key.startswith(f"{prefix}mask_decoder.") for key in obj):
+            return {key[len(prefix) :]: value for key, value in obj.items() if key.startswith(prefix)}
+    raise SamlitError(f"{path} holds no SAM mask_decoder weights (keys like {next(iter(obj))!r})")
 
 
-def _official_not_yet(model_type: str) -> str:
-    if model_type not in OFFICIAL:
-        return f"model.weights=official: there are no official weights for model={model_type}; use 'random' or a path"
-    ckpt = OFFICIAL[model_type]
-    return (
-        f"model.weights=official: automatic download is not implemented yet; download {ckpt.url} "
-        f"(sha256 {ckpt.sha256[:12]}...) by hand and pass model.weights=/path/to/{ckpt.filename}"
-    )
+def is_decoder_only(state_dict: dict[str, torch.Tensor]) -> bool:
+    """True for a samlit checkpoint or decoder export: mask decoder weights and no image encoder."""
+    return not any(key.startswith("image_encoder.") for key in state_dict)
+
+
+def decoder_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``mask_decoder.`` entries of a SAM state_dict, without the prefix (``MaskDecoder.load_state_dict``)."""
+    return {k.removeprefix("mask_decoder."): v for k, v in state_dict.items() if k.startswith("mask_decoder.")}

@@ -63,9 +63,3 @@ def test_bad_weights_inputs_are_one_line_errors(tmp_path):
         build_sam(model_type="tiny", weights=str(partial))
     with pytest.raises(SamlitError, match="unknown"):
         build_sam(model_type="vit_x")
-
-
-def test_official_is_not_yet_and_says_what_to_do():
-    with pytest.raises(SamlitError, match=r"sam_vit_b_01ec64\.pth") as err:
-        build_sam(model_type="vit_b", weights="official")
-    assert "\n" not in str(err.value)

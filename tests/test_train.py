@@ -28,6 +28,20 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted((root / "outputs" / "train" / "runs").iterdir())
 
 
+def check_export_cli(run_dir: Path, out: Path) -> None:
+    """``python -m samlit.export <run dir>`` rebuilds the same files from the run's best checkpoint."""
+    command = [sys.executable, "-m", "samlit.export", str(run_dir), "--out", str(out)]
+    refused = subprocess.run(command, capture_output=True, text=True)  # random base weights: not rebuildable
+    assert refused.returncode == 2 and "--weights" in refused.stderr and "Traceback" not in refused.stderr
+    full = run_dir / "export" / "sam_tiny_finetuned.pth"
+    subprocess.run([*command, "--weights", str(full)], check=True, capture_output=True)
+    original = torch.load(full, weights_only=True)
+    rebuilt = torch.load(out / "sam_tiny_finetuned.pth", weights_only=True)
+    assert rebuilt.keys() == original.keys() and all(torch.equal(rebuilt[k], original[k]) for k in original)
+    rebuilt_decoder = torch.load(out / "sam_tiny_decoder.pth", weights_only=True)
+    assert all(torch.equal(v, original[k]) for k, v in rebuilt_decoder.items())
+
+
 def check_schema(metrics: dict) -> None:
     assert metrics["split"] == "test"
     for stage in ("zero_shot", "fine_tuned"):
@@ -56,6 +70,10 @@ def test_train_end_to_end(tmp_path):
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
     state = torch.load(export, weights_only=True)
     assert "mask_decoder.iou_token.weight" in state
+    decoder = torch.load(run_dir / metrics["export_decoder"], weights_only=True)
+    assert set(decoder) == {k for k in state if k.startswith("mask_decoder.")}
+    assert all(torch.equal(decoder[k], state[k]) for k in decoder)
+    check_export_cli(run_dir, tmp_path / "re-export")
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config_resolved.yaml").is_file()
     assert "fine-tuned" in (run_dir / "report.md").read_text()
@@ -91,7 +109,7 @@ def test_default_run_beats_zero_shot(tmp_path):
         (["data=staver"], "data.root"),
         (["data=staver", "data.root=/no/such/staver"], "/no/such/staver"),
         (["model.weights=/no/such.pth"], "/no/such.pth"),
-        (["model=vit_b"], "sam_vit_b_01ec64.pth"),
+        (["model.decoder_weights=/no/such/decoder.pth"], "/no/such/decoder.pth"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, overrides, needle):
