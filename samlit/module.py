@@ -21,7 +21,7 @@ from torchmetrics.segmentation import DiceScore, MeanIoU
 from samlit.cache import EmbeddingCache, encoder_fingerprint
 from samlit.errors import SamlitError
 from samlit.losses import iou_head_loss
-from samlit.sam import detect_model_type
+from samlit.sam import decode_prompts, detect_model_type
 
 Group = dict[str, Any]
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
@@ -131,18 +131,8 @@ class SamFineTuner(L.LightningModule):
         Returns:
             low-res mask logits (N, 256, 256) and predicted IoU (N,).
         """
-        embedding = self.image_embedding(group)
-        with torch.no_grad():
-            points = (group["point_coords"], group["point_labels"]) if "point_coords" in group else None
-            sparse, dense = self.sam.prompt_encoder(points=points, boxes=group["boxes"], masks=None)
-        logits, iou = self.sam.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-        return logits[:, 0], iou[:, 0]
+        points = (group["point_coords"], group["point_labels"]) if "point_coords" in group else None
+        return decode_prompts(self.sam, embedding=self.image_embedding(group), boxes=group["boxes"], points=points)
 
     def full_res(self, logits: torch.Tensor, group: Group) -> torch.Tensor:
         """(N, 256, 256) low-res logits -> (N, H, W) logits at the image's original size."""

@@ -137,3 +137,26 @@ def detect_model_type(state_dict: dict[str, torch.Tensor]) -> str | None:
         if spec.embed_dim == patch.shape[0] and spec.depth == depth:
             return name
     return None
+
+
+def decode_prompts(
+    sam: Sam, *, embedding: torch.Tensor, boxes: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's prompt encoder + mask decoder (single-mask output) for one image's prompts.
+
+    Args:
+        embedding: (1, 256, 64, 64) image embedding.
+        boxes: (N, 4) xyxy in the 1024 frame; points: optional coords (N, P, 2) and labels (N, P) in it.
+
+    Returns:
+        low-res mask logits (N, 256, 256) and predicted IoU (N,).
+    """
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
+    logits, iou = sam.mask_decoder(
+        image_embeddings=embedding,
+        image_pe=sam.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )
+    return logits[:, 0], iou[:, 0]

@@ -1,0 +1,18 @@
+"""Masks for box prompts on new images: ``python predict.py model=... image=... box=[...]`` (see conf/predict.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from samlit.errors import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    from samlit.predict import main as predict
+
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()
