@@ -88,6 +88,7 @@ class SamFineTuner(L.LightningModule):
         self.test_metrics = mask_metrics("test")
         self.test_masks = SumMetric()
         self.test_predictions: list[dict[str, Any]] = []
+        self.test_scores: list[dict[str, Any]] = []  # per test image: key, masks, mean per-mask IoU
 
     def train(self, mode: bool = True) -> SamFineTuner:
         """Only the decoder ever switches to train mode; the frozen encoders stay in eval mode."""
@@ -165,6 +166,7 @@ class SamFineTuner(L.LightningModule):
             if metrics is self.test_metrics:
                 self.test_masks.update(len(low_res))
                 self._keep_prediction(group, pred)
+                self._score(group, pred)
         return total
 
     def _keep_prediction(self, group: Group, pred: torch.Tensor) -> None:
@@ -184,8 +186,16 @@ class SamFineTuner(L.LightningModule):
             self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch))
             self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(batch))
 
+    def _score(self, group: Group, pred: torch.Tensor) -> None:
+        truth = group["masks"]
+        inter = (pred & truth).flatten(1).sum(1)
+        union = (pred | truth).flatten(1).sum(1).clamp(min=1)
+        iou = (inter / union).mean().item()
+        self.test_scores.append({"key": group["key"], "masks": len(truth), "iou": iou})
+
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
+        self.test_scores = []
 
     def test_step(self, batch: list[Group], batch_idx: int) -> None:
         loss = self.model_step(batch, self.test_metrics)

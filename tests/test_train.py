@@ -42,6 +42,20 @@ def check_export_cli(run_dir: Path, out: Path) -> None:
     assert all(torch.equal(v, original[k]) for k, v in rebuilt_decoder.items())
 
 
+def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> None:
+    """``python eval.py`` with the run's export, on the same data and seed, gives the run's fine-tuned numbers."""
+    export = run_dir / "export" / "sam_tiny_finetuned.pth"
+    command = [sys.executable, str(REPO / "eval.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
+    result = subprocess.run([*command, *FAST, f"model.weights={export}"], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (eval_dir,) = (root / "outputs" / "eval" / "runs").iterdir()
+    evaluated = json.loads((eval_dir / "metrics.json").read_text())
+    for key in ("iou", "dice", "n_masks"):
+        assert evaluated[key] == pytest.approx(metrics["fine_tuned"][key], abs=1e-6), key
+    assert len(evaluated["per_image"]) == metrics["data"]["test_scans"]
+    assert evaluated["worst_case_figures"] and (eval_dir / evaluated["worst_case_figures"][0]).is_file()
+
+
 def check_schema(metrics: dict) -> None:
     assert metrics["split"] == "test"
     for stage in ("zero_shot", "fine_tuned"):
@@ -74,6 +88,7 @@ def test_train_end_to_end(tmp_path):
     assert set(decoder) == {k for k in state if k.startswith("mask_decoder.")}
     assert all(torch.equal(decoder[k], state[k]) for k in decoder)
     check_export_cli(run_dir, tmp_path / "re-export")
+    check_eval_reproduces_the_run(tmp_path, run_dir, metrics)
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config_resolved.yaml").is_file()
     assert "fine-tuned" in (run_dir / "report.md").read_text()

@@ -1,0 +1,18 @@
+"""Test-split IoU / Dice of any SAM weights: ``python eval.py model=... data=...`` (see conf/eval.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from samlit.errors import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    from samlit.evaluate import main as evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
