@@ -8,10 +8,12 @@ augmentation view, across runs with ``cache=disk``); its N box prompts go throug
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from segment_anything.modeling import Sam
 from torch import nn
@@ -216,13 +218,37 @@ class SamFineTuner(L.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints keep only what trains: frozen encoder weights come back from ``model.weights``."""
+        """Checkpoints keep only what trains (frozen encoder weights come back from ``model.weights``) plus the
+        RNG states, so ``ckpt_path=`` resumes with the same shuffles, jitter and views as an unbroken run."""
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
             del state[key]
+        checkpoint["samlit_rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "samlit_rng" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":  # resume
+            set_rng_state(checkpoint["samlit_rng"])
         state = checkpoint["state_dict"]
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES) and key not in state:
                 state[key] = value
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU, CUDA) RNG states as plain lists and tensors (``weights_only``-loadable)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [random.getstate()[0], list(random.getstate()[1])],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate((state["python"][0], tuple(state["python"][1]), None))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

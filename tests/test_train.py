@@ -157,3 +157,31 @@ def test_vit_b_random_runs_and_exports_for_stock_sam(tmp_path):
 
     sam = sam_model_registry["vit_b"](checkpoint=str(run_dir / "export" / "sam_vit_b_finetuned.pth"))
     assert sum(p.numel() for p in sam.mask_decoder.parameters()) > 0
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_result_as_an_unbroken_run(tmp_path):
+    """Train 2 epochs, resume from last.ckpt to 4 in the same run dir == 4 epochs straight (CPU, 1e-5)."""
+    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
+    straight_root, broken_root = tmp_path / "straight", tmp_path / "broken"
+    for root in (straight_root, broken_root):
+        root.mkdir()
+    assert run_train(straight_root, *fast, "trainer.max_epochs=4").returncode == 0
+    assert run_train(broken_root, *fast, "trainer.max_epochs=2").returncode == 0
+    run_dir = only_run_dir(broken_root)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    result = run_train(broken_root, *fast, "trainer.max_epochs=4", f"ckpt_path={last}", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    straight = json.loads((only_run_dir(straight_root) / "metrics.json").read_text())
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["epochs"] == straight["epochs"] == 4
+    for stage in ("zero_shot", "fine_tuned"):
+        for key in ("iou", "dice"):
+            assert resumed[stage][key] == pytest.approx(straight[stage][key], abs=1e-5), (stage, key)
+    assert resumed["best_val_iou"] == pytest.approx(straight["best_val_iou"], abs=1e-5)
+    # the decoder after epoch 4 (the best checkpoint may be an earlier epoch): the same weights
+    dirs = (only_run_dir(straight_root), run_dir)
+    ends = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in dirs]
+    assert ends[0]["epoch"] == ends[1]["epoch"] == 3
+    for key, value in ends[0]["state_dict"].items():
+        assert torch.allclose(ends[1]["state_dict"][key], value, atol=1e-5), key
