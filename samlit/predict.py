@@ -104,10 +104,7 @@ def draw(
     image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, title: str, colour: tuple[int, int, int] = PRED_COLOUR
 ) -> np.ndarray:
     """``image`` (H, W, 3) with ``masks`` (N, H, W) tinted in ``colour``, the boxes (N, 4) drawn, a title."""
-    out = overlay(image, masks, colour, title)
-    for x0, y0, x1, y1 in boxes.round().astype(int):
-        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 90, 255), max(1, image.shape[1] // 400))
-    return out
+    return overlay(image, masks, colour, title, boxes)
 
 
 def write_png(path: Path, rgb_or_gray: np.ndarray) -> Path:

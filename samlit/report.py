@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import lightning as L
+import matplotlib
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -41,11 +43,61 @@ def write_metrics(path: Path, *, model: str, loss: str, zero_shot: dict, fine_tu
     return metrics
 
 
-def overlay(image: np.ndarray, masks: np.ndarray, colour: tuple[int, int, int], title: str) -> np.ndarray:
-    """Tint ``masks`` (N, H, W) bool on ``image`` (H, W, 3) uint8 and write ``title`` on top."""
+BOX_COLOUR = (0, 90, 255)
+CURVES = ("train/loss_epoch", "val/loss", "train/iou", "val/iou", "train/dice", "val/dice")
+
+
+class MetricHistory(L.Callback):
+    """Per-epoch values of ``CURVES`` (whatever the logger), for the report's curves."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logged = trainer.callback_metrics
+        row = {k: float(logged[k]) for k in CURVES if k in logged}
+        self.epochs.append({"epoch": trainer.current_epoch, **row})
+
+
+def save_curves(path: Path, epochs: list[dict[str, float]]) -> Path | None:
+    """Loss and IoU/Dice per epoch (train: decoder frame, val: original resolution) as one PNG."""
+    if not epochs:
+        return None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (loss_axes, score_axes) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = [row["epoch"] + 1 for row in epochs]
+    for axes, keys in ((loss_axes, CURVES[:2]), (score_axes, CURVES[2:])):
+        for key in keys:
+            values = [row.get(key, float("nan")) for row in epochs]
+            axes.plot(x, values, marker="o", label=key.replace("_epoch", ""))
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    loss_axes.set_title("loss")
+    score_axes.set_title("IoU / Dice")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.replacing(path) as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+    return path
+
+
+def overlay(
+    image: np.ndarray,
+    masks: np.ndarray,
+    colour: tuple[int, int, int],
+    title: str,
+    boxes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Tint ``masks`` (N, H, W) bool on ``image`` (H, W, 3) uint8, draw ``boxes`` (N, 4) xyxy, write ``title``."""
     out = image.copy()
     union = masks.any(0) if len(masks) else np.zeros(image.shape[:2], bool)
     out[union] = (0.45 * out[union] + 0.55 * np.array(colour)).astype(np.uint8)
+    for x0, y0, x1, y1 in np.asarray(boxes if boxes is not None else [], dtype=float).reshape(-1, 4).round():
+        cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), BOX_COLOUR, max(1, image.shape[1] // 400))
     scale = max(image.shape[1] / 700, 0.4)
     cv2.putText(out, title, (8, int(28 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
     return out
@@ -59,9 +111,14 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def save_figures(
-    out_dir: Path, *, images: dict[str, np.ndarray], zero_shot: list[dict], fine_tuned: list[dict]
+    out_dir: Path,
+    *,
+    images: dict[str, np.ndarray],
+    zero_shot: list[dict],
+    fine_tuned: list[dict],
+    boxes: dict[str, np.ndarray] | None = None,
 ) -> list[Path]:
-    """One PNG per kept test image: ground truth | zero-shot | fine-tuned, side by side."""
+    """One PNG per kept test image: ground truth | zero-shot | fine-tuned, side by side, box prompts drawn."""
     paths = []
     tuned_by_key = {p["key"]: p for p in fine_tuned}
     for before in zero_shot:
@@ -70,10 +127,11 @@ def save_figures(
             continue
         after, image, gt = tuned_by_key[key], images[key], before["masks"].numpy()
         zero, tuned = before["pred"].numpy(), after["pred"].numpy()
+        prompts = (boxes or {}).get(key)
         panels = [
-            overlay(image, gt, GT_COLOUR, "ground truth"),
-            overlay(image, zero, PRED_COLOUR, f"zero-shot IoU {mask_iou(zero, gt):.3f}"),
-            overlay(image, tuned, PRED_COLOUR, f"fine-tuned IoU {mask_iou(tuned, gt):.3f}"),
+            overlay(image, gt, GT_COLOUR, "ground truth", prompts),
+            overlay(image, zero, PRED_COLOUR, f"zero-shot IoU {mask_iou(zero, gt):.3f}", prompts),
+            overlay(image, tuned, PRED_COLOUR, f"fine-tuned IoU {mask_iou(tuned, gt):.3f}", prompts),
         ]
         ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
         if ok:
@@ -81,8 +139,16 @@ def save_figures(
     return paths
 
 
-def write_markdown(path: Path, *, metrics: dict, figures: list[Path], run_dir: Path) -> Path:
-    """``report.md``: the table, the data counts, the figures and where the export is."""
+def write_markdown(
+    path: Path,
+    *,
+    metrics: dict,
+    figures: list[Path],
+    run_dir: Path,
+    overrides: list[str] = (),
+    curves: Path | None = None,
+) -> Path:
+    """``report.md``: the table, the data counts, the overrides, the curves, the overlays, the exports."""
     zs, ft = metrics["zero_shot"], metrics["fine_tuned"]
     lines = [
         f"# samlit report: {metrics['model']}, loss {metrics['loss']}",
@@ -97,10 +163,17 @@ def write_markdown(path: Path, *, metrics: dict, figures: list[Path], run_dir: P
     ]
     if "data" in metrics:
         lines += ["## Data", "", *[f"- {k}: {v}" for k, v in metrics["data"].items()], ""]
+    lines += ["## Config overrides", "", *([f"- `{o}`" for o in overrides] or ["- none (the defaults)"]), ""]
+    lines += ["Full config: `config_resolved.yaml`.", ""]
+    if curves is not None:
+        lines += ["## Curves", "", f"![curves]({curves.relative_to(run_dir).as_posix()})", ""]
     if "export" in metrics:
-        lines += ["## Export", "", f"`{metrics['export']}` (stock SAM state_dict)", ""]
+        lines += ["## Export", "", f"- `{metrics['export']}` (stock SAM state_dict)"]
+        if "export_decoder" in metrics:
+            lines += [f"- `{metrics['export_decoder']}` (mask decoder only, for `model.decoder_weights=`)"]
+        lines += [""]
     if figures:
-        lines += ["## Test overlays (ground truth | zero-shot | fine-tuned)", ""]
+        lines += ["## Test overlays (ground truth | zero-shot | fine-tuned; box prompts in blue)", ""]
         lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in figures]
     return atomic.write_text(path, "\n".join(lines) + "\n")
 

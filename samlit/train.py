@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,7 +39,8 @@ def main(cfg: DictConfig) -> float:
     log.info("data: %s", datamodule.summary())
 
     module = instantiate(cfg.module)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    history = report.MetricHistory()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), history]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -58,13 +60,16 @@ def main(cfg: DictConfig) -> float:
     model_type = cfg.model.model_type
     export_path, decoder_path = export_run(module.sam, run_dir / "export", model_type=model_type)
 
-    drawn = {p["key"] for p in zero_shot_predictions}
+    kept = {p["key"] for p in zero_shot_predictions}
+    drawn = {f.key: read_scan(f) for f in datamodule.splits["test"] if f.key in kept}
     figures = report.save_figures(
         run_dir / "figures",
-        images={f.key: read_scan(f).image for f in datamodule.splits["test"] if f.key in drawn},
+        images={key: sample.image for key, sample in drawn.items()},
+        boxes={key: sample.boxes[sample.masks.reshape(len(sample.masks), -1).any(1)] for key, sample in drawn.items()},
         zero_shot=zero_shot_predictions,
         fine_tuned=module.test_predictions,
     )
+    curves = report.save_curves(run_dir / "figures" / "curves.png", history.epochs)
     metrics = report.write_metrics(
         run_dir / "metrics.json",
         model=model_type,
@@ -81,7 +86,14 @@ def main(cfg: DictConfig) -> float:
         embedding_cache={"mode": module.embeddings.mode, **asdict(module.embeddings.stats)},
         wall_time_s=round(time.perf_counter() - start, 1),
     )
-    report.write_markdown(run_dir / "report.md", metrics=metrics, figures=figures, run_dir=run_dir)
+    report.write_markdown(
+        run_dir / "report.md",
+        metrics=metrics,
+        figures=figures,
+        run_dir=run_dir,
+        overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        curves=curves,
+    )
     log.info("embedding cache: %s", module.embeddings.stats.line())
     report.print_summary(metrics, run_dir=run_dir)
     return float(best_score) if best_score is not None else fine_tuned["iou"]
