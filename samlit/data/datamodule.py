@@ -124,6 +124,7 @@ class StaverDataModule(L.LightningDataModule):
         }
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
+        self.stamps: dict[str, int] = {}  # stamp regions per scan key
 
     def prepare_data(self) -> None:
         find_scans(self.root)  # fail fast, with one line, on a missing or wrong root
@@ -132,7 +133,8 @@ class StaverDataModule(L.LightningDataModule):
         if self.splits:
             return
         files = find_scans(self.root)
-        with_stamp = [f for f in files if count_stamps(f, min_region_area=self.min_region_area) > 0]
+        self.stamps = {f.key: count_stamps(f, min_region_area=self.min_region_area) for f in files}
+        with_stamp = [f for f in files if self.stamps[f.key] > 0]
         self.num_without_stamp = len(files) - len(with_stamp)
         by_key = {f.key: f for f in with_stamp}
         keys = split_keys(
@@ -146,6 +148,7 @@ class StaverDataModule(L.LightningDataModule):
             "root": str(self.root),
             "scans_without_stamp": self.num_without_stamp,
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
+            **{f"{name}_stamps": sum(self.stamps[f.key] for f in files) for name, files in self.splits.items()},
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
         }
 
