@@ -20,6 +20,7 @@ from harness import bare_trainer, make_tuner, training_scans
 
 from samlit.cache import EmbeddingCache
 from samlit.embed import build_embeddings
+from samlit.sam import encode_image
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
             start = time.perf_counter()
             with torch.no_grad():
                 for image in images:
-                    sam.image_encoder(sam.preprocess(image[None].float()))
+                    encode_image(sam, image)
             bare.append(time.perf_counter() - start)
         written = tuner.embeddings.stats.bytes_written
     b, e = statistics.median(build), statistics.median(bare)

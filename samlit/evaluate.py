@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 from samlit import atomic, report
 from samlit.config import instantiate_group
 from samlit.console import quiet_lightning
-from samlit.data.staver import read_scan
+from samlit.data.staver import read_scan, with_ink
 from samlit.embed import build_embeddings
-from samlit.predict import draw, predict_masks
+from samlit.predict import predict_masks
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,12 @@ def worst_case_figures(
     by_key = {f.key: f for f in datamodule.splits["test"]}
     paths = []
     for rank, score in enumerate(sorted(scores, key=lambda s: s["iou"])[:count], start=1):
-        sample = read_scan(by_key[score["key"]], min_region_area=datamodule.min_region_area)
-        keep = sample.masks.reshape(len(sample.masks), -1).any(1)
-        masks, boxes = sample.masks[keep], sample.boxes[keep]
+        sample = with_ink(read_scan(by_key[score["key"]], min_region_area=datamodule.min_region_area))
+        masks, boxes = sample.masks, sample.boxes
         pred, _ = predict_masks(sam, sample.image, boxes, mask_threshold=mask_threshold)
         panels = [
-            draw(sample.image, masks, boxes, "ground truth", colour=report.GT_COLOUR),
-            draw(sample.image, pred, boxes, f"prediction IoU {score['iou']:.3f}"),
+            report.overlay(sample.image, masks, report.GT_COLOUR, "ground truth", boxes),
+            report.overlay(sample.image, pred, report.PRED_COLOUR, f"prediction IoU {score['iou']:.3f}", boxes),
         ]
         ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
         if ok:

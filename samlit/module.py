@@ -23,7 +23,7 @@ from torchmetrics.segmentation import DiceScore, MeanIoU
 from samlit.cache import EmbeddingCache, encoder_fingerprint
 from samlit.errors import SamlitError
 from samlit.losses import iou_head_loss
-from samlit.sam import decode_prompts, detect_model_type
+from samlit.sam import decode_prompts, detect_model_type, encode_image
 
 Group = dict[str, Any]
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
@@ -122,7 +122,7 @@ class SamFineTuner(L.LightningModule):
 
         @torch.no_grad()
         def encode() -> torch.Tensor:
-            return self.sam.image_encoder(self.sam.preprocess(image[None].to(self.device).float()))
+            return encode_image(self.sam, image)
 
         embedding = self.embeddings.get(fingerprint=self.encoder_fingerprint(), image=image, compute=encode)
         return embedding.to(self.device)

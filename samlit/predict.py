@@ -30,7 +30,7 @@ from samlit.data.staver import StampSample
 from samlit.data.transforms import to_sam_frame
 from samlit.errors import SamlitError
 from samlit.report import PRED_COLOUR, overlay
-from samlit.sam import decode_prompts
+from samlit.sam import decode_prompts, encode_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -47,7 +47,7 @@ def predict_masks(
     height, width = image.shape[:2]
     sample = StampSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
     group = to_sam_frame(sample, boxes=np.asarray(boxes, np.float32))
-    embedding = sam.image_encoder(sam.preprocess(group["image"][None].to(device).float()))
+    embedding = encode_image(sam, group["image"])
     logits, iou = decode_prompts(sam, embedding=embedding, boxes=group["boxes"].to(device))
     full = sam.postprocess_masks(logits[:, None], group["input_size"], group["original_size"])[:, 0]
     return (full > mask_threshold).cpu().numpy(), iou.cpu().numpy()
@@ -100,13 +100,6 @@ def jobs(cfg: DictConfig) -> list[tuple[Path, Any]]:
     return [(path, table[path.name]) for path in found]
 
 
-def draw(
-    image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, title: str, colour: tuple[int, int, int] = PRED_COLOUR
-) -> np.ndarray:
-    """``image`` (H, W, 3) with ``masks`` (N, H, W) tinted in ``colour``, the boxes (N, 4) drawn, a title."""
-    return overlay(image, masks, colour, title, boxes)
-
-
 def write_png(path: Path, rgb_or_gray: np.ndarray) -> Path:
     array = rgb_or_gray if rgb_or_gray.ndim == 2 else cv2.cvtColor(rgb_or_gray, cv2.COLOR_RGB2BGR)
     ok, png = cv2.imencode(".png", array)
@@ -132,7 +125,7 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
             results.append(
                 {"image": str(path), "box": box.tolist(), "mask": str(mask_path), "predicted_iou": float(score)}
             )
-        write_png(out_dir / f"{path.stem}_overlay.png", draw(image, masks, boxes, path.name))
+        write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, masks, PRED_COLOUR, path.name, boxes))
         log.info("%s: %d mask(s) -> %s", path.name, len(masks), out_dir)
     atomic.write_text(out_dir / "predictions.json", json.dumps(results, indent=2) + "\n")
     print(f"{len(results)} mask(s) for {len(todo)} image(s) in {out_dir}")

@@ -78,14 +78,11 @@ def build_sam(
                 f"model.weights={path} holds a mask decoder only (a samlit checkpoint or decoder export); "
                 f"pass it as model.decoder_weights={path} next to model.weights=official or a full SAM file"
             )
-        load_strict(sam, state_dict, path=path, model_type=model_type)
+        load_strict(sam, state_dict, problem=f"model.weights={path} does not fit model={model_type}")
     if decoder_path is not None:
         decoder = decoder_state(read_state_dict(decoder_path))
-        try:
-            sam.mask_decoder.load_state_dict(decoder, strict=True)
-        except RuntimeError as err:
-            first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-            raise SamlitError(f"model.decoder_weights={decoder_path} is not a SAM mask decoder: {first}") from None
+        problem = f"model.decoder_weights={decoder_path} is not a SAM mask decoder"
+        load_strict(sam.mask_decoder, decoder, problem=problem)
     return sam.eval()
 
 
@@ -160,3 +157,10 @@ def decode_prompts(
         multimask_output=False,
     )
     return logits[:, 0], iou[:, 0]
+
+
+def encode_image(sam: Sam, image: torch.Tensor) -> torch.Tensor:
+    """(3, h, w) uint8 image, long side 1024 (``to_sam_frame``) -> (1, 256, 64, 64) embedding: SAM's
+    normalise + pad (``Sam.preprocess``), then the image encoder, on the model's device."""
+    device = next(sam.image_encoder.parameters()).device
+    return sam.image_encoder(sam.preprocess(image[None].to(device).float()))

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from samlit import atomic, report
 from samlit.config import group_choice, instantiate_group
 from samlit.console import quiet_lightning
-from samlit.data.staver import read_scan
+from samlit.data.staver import read_scan, with_ink
 from samlit.embed import build_embeddings
 from samlit.export import export_run
 
@@ -65,7 +65,7 @@ def main(cfg: DictConfig) -> float:
     figures = report.save_figures(
         run_dir / "figures",
         images={key: sample.image for key, sample in drawn.items()},
-        boxes={key: sample.boxes[sample.masks.reshape(len(sample.masks), -1).any(1)] for key, sample in drawn.items()},
+        boxes={key: with_ink(sample).boxes for key, sample in drawn.items()},
         zero_shot=zero_shot_predictions,
         fine_tuned=module.test_predictions,
     )

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import Sam
 
 from samlit.download import download
 from samlit.errors import SamlitError
@@ -69,13 +68,14 @@ def resolve_weights(*, model_type: str, weights: str, weights_dir: Path | str | 
     return path
 
 
-def load_strict(sam: Sam, state_dict: dict[str, torch.Tensor], *, path: Path, model_type: str) -> None:
-    """``sam.load_state_dict(state_dict, strict=True)``; a mismatch is a one-line SamlitError naming ``path``."""
+def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, problem: str) -> None:
+    """``module.load_state_dict(state_dict, strict=True)``; a mismatch is a one-line SamlitError:
+    ``<problem>: <torch's first detail line>``."""
     try:
-        sam.load_state_dict(state_dict, strict=True)
+        module.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise SamlitError(f"model.weights={path} does not fit model={model_type}: {first}") from None
+        raise SamlitError(f"{problem}: {first}") from None
 
 
 PREFIXES = ("", "sam.", "model.", "module.", "model.sam.", "net.")  # how LightningModules name their SAM

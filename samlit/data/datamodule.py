@@ -12,7 +12,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from samlit.data.augment import ImageViews
 from samlit.data.prompts import jitter_boxes, sample_points
-from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_scan, split_keys
+from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_scan, split_keys, with_ink
 from samlit.data.synthetic import generate_synthetic_staver
 from samlit.data.transforms import to_sam_frame
 from samlit.errors import SamlitError
@@ -66,8 +66,7 @@ class StampDataset(Dataset):
         sample = read_scan(self.files[index], min_region_area=self.min_region_area)
         if view:
             sample = self.augment(sample, view=view)
-        keep = sample.masks.reshape(len(sample.masks), -1).any(1)  # a region with no ink has nothing to learn
-        sample.masks, sample.boxes = sample.masks[keep], sample.boxes[keep]
+        sample = with_ink(sample)
         boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=sample.image.shape[:2])
         points = None
         if self.positive_points + self.negative_points > 0 and float(torch.rand(())) < self.points_probability:

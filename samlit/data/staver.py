@@ -137,6 +137,12 @@ def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> St
     return StampSample(key=files.key, image=image, masks=masks, boxes=boxes)
 
 
+def with_ink(sample: StampSample) -> StampSample:
+    """``sample`` without its stamp regions that hold no ink (nothing to learn, nothing to score)."""
+    keep = sample.masks.reshape(len(sample.masks), -1).any(1)
+    return StampSample(key=sample.key, image=sample.image, masks=sample.masks[keep], boxes=sample.boxes[keep])
+
+
 def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> int:
     """Number of stamps of a scan, from its region map only (cheap)."""
     _, boxes = read_regions(files.region_map, min_area=min_region_area)
