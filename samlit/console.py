@@ -14,3 +14,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"predict returned None", category=UserWarning)
     if logging.getLogger().handlers:  # Hydra's handlers (console + <job>.log) carry Lightning's messages too
         logging.getLogger("lightning").handlers.clear()
+
+
+def quiet_worker(rank: int) -> None:
+    """DDP ranks > 0 print warnings and errors only (rank 0 tells the story); their ``<job>_rank<k>.log`` keeps all."""
+    if rank == 0:
+        return
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.WARNING)

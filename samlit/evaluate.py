@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import lightning as L
-import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -45,9 +43,7 @@ def worst_case_figures(
             report.overlay(sample.image, masks, report.GT_COLOUR, "ground truth", boxes),
             report.overlay(sample.image, pred, report.PRED_COLOUR, f"prediction IoU {score['iou']:.3f}", boxes),
         ]
-        ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
-        if ok:
-            paths.append(atomic.write_bytes(out_dir / f"worst_{rank}_{score['key']}.png", png.tobytes()))
+        paths.append(atomic.write_bytes(out_dir / f"worst_{rank}_{score['key']}.png", report.side_by_side(panels)))
     return paths
 
 

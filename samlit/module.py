@@ -53,6 +53,8 @@ class SamFineTuner(L.LightningModule):
         iou_head_weight: weight of the MSE between SAM's IoU prediction and the mask's real IoU (0 = off).
         mask_threshold: logit threshold for binary masks (SAM's is 0.0).
         keep_test_predictions: how many test images keep their predicted masks for the report's overlays.
+        keep_val_predictions: how many val images (the same ones every epoch) keep their predicted masks for the
+            dashboards' overlays (``samlit.dashboard.ValOverlays``).
         embeddings: where image embeddings come from (default: an in-memory ``EmbeddingCache``).
 
     ``train/iou|dice`` are measured in the decoder's 256 x 256 frame (cheap, every step); ``val/`` and ``test/``
@@ -70,6 +72,7 @@ class SamFineTuner(L.LightningModule):
         iou_head_weight: float = 1.0,
         mask_threshold: float = 0.0,
         keep_test_predictions: int = 4,
+        keep_val_predictions: int = 2,
         embeddings: EmbeddingCache | None = None,
     ) -> None:
         super().__init__()
@@ -89,8 +92,11 @@ class SamFineTuner(L.LightningModule):
         self.val_metrics = mask_metrics("val")
         self.test_metrics = mask_metrics("test")
         self.test_masks = SumMetric()
-        self.test_predictions: list[dict[str, Any]] = []
-        self.test_scores: list[dict[str, Any]] = []  # per test image: key, masks, mean per-mask IoU
+        # Under DDP each rank sees its share of the val/test scans; these lists are gathered at each epoch's end,
+        # so every rank holds all of them, sorted by scan key.
+        self.test_predictions: list[dict[str, Any]] = []  # key, masks (N, H, W) bool, pred (N, H, W) bool
+        self.test_scores: list[dict[str, Any]] = []  # per test image: key, masks, mean per-mask IoU and Dice
+        self.val_predictions: list[dict[str, Any]] = []  # key, pred (N, H, W) bool
 
     def train(self, mode: bool = True) -> SamFineTuner:
         """Only the decoder ever switches to train mode; the frozen encoders stay in eval mode."""
@@ -167,42 +173,48 @@ class SamFineTuner(L.LightningModule):
             metrics.update(pred[:, None].long(), truth[:, None].long())
             if metrics is self.test_metrics:
                 self.test_masks.update(len(low_res))
-                self._keep_prediction(group, pred)
-                self._score(group, pred)
+                if len(self.test_predictions) < self.hparams.keep_test_predictions:
+                    self.test_predictions.append(
+                        {"key": group["key"], "masks": group["masks"].cpu(), "pred": pred.cpu()}
+                    )
+                self.test_scores.append(scores(group["key"], pred=pred, truth=group["masks"]))
+            elif metrics is self.val_metrics and len(self.val_predictions) < self.hparams.keep_val_predictions:
+                self.val_predictions.append({"key": group["key"], "pred": pred.cpu()})
         return total
-
-    def _keep_prediction(self, group: Group, pred: torch.Tensor) -> None:
-        if len(self.test_predictions) < self.hparams.keep_test_predictions:
-            self.test_predictions.append({"key": group["key"], "masks": group["masks"].cpu(), "pred": pred.cpu()})
 
     def training_step(self, batch: list[Group], batch_idx: int) -> torch.Tensor | None:
         loss = self.model_step(batch, self.train_metrics)
         if loss is not None:
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch))
+            self.log(
+                "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True
+            )
             self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def validation_step(self, batch: list[Group], batch_idx: int) -> None:
         loss = self.model_step(batch, self.val_metrics)
         if loss is not None:
-            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch))
+            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True)
             self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(batch))
 
-    def _score(self, group: Group, pred: torch.Tensor) -> None:
-        truth = group["masks"]
-        inter = (pred & truth).flatten(1).sum(1)
-        union = (pred | truth).flatten(1).sum(1).clamp(min=1)
-        iou = (inter / union).mean().item()
-        self.test_scores.append({"key": group["key"], "masks": len(truth), "iou": iou})
+    def on_validation_epoch_start(self) -> None:
+        self.val_predictions = []
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_predictions = gather_by_key(self.val_predictions)[: self.hparams.keep_val_predictions]
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
         self.test_scores = []
 
+    def on_test_epoch_end(self) -> None:
+        self.test_predictions = gather_by_key(self.test_predictions)[: self.hparams.keep_test_predictions]
+        self.test_scores = gather_by_key(self.test_scores)
+
     def test_step(self, batch: list[Group], batch_idx: int) -> None:
         loss = self.model_step(batch, self.test_metrics)
         if loss is not None:
-            self.log("test/loss", loss, on_epoch=True, batch_size=len(batch))
+            self.log("test/loss", loss, on_epoch=True, batch_size=len(batch), sync_dist=True)
             self.log_dict(self.test_metrics, on_epoch=True, batch_size=len(batch))
             self.log("test/n_masks", self.test_masks, on_epoch=True, batch_size=len(batch))
 
@@ -232,6 +244,28 @@ class SamFineTuner(L.LightningModule):
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES) and key not in state:
                 state[key] = value
+
+
+def scores(key: str, *, pred: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+    """One image's row: mean per-mask IoU and Dice of ``pred`` vs ``truth`` (N, H, W) bool."""
+    inter = (pred & truth).flatten(1).sum(1).float()
+    union = (pred | truth).flatten(1).sum(1).float()
+    total = pred.flatten(1).sum(1).float() + truth.flatten(1).sum(1).float()
+    iou = (inter / union.clamp(min=1)).mean().item()
+    dice = (2 * inter / total.clamp(min=1)).mean().item()
+    return {"key": key, "masks": len(truth), "iou": iou, "dice": dice}
+
+
+def gather_by_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's ``rows`` (dicts with a ``key``; CPU tensors allowed), on every rank, sorted by key.
+
+    Without DDP: ``rows`` sorted. A collective under DDP: every rank must call it.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list[list[dict[str, Any]] | None] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, rows)
+        rows = [row for part in parts for row in part or []]
+    return sorted(rows, key=lambda row: row["key"])
 
 
 def rng_state() -> dict[str, Any]:

@@ -103,6 +103,19 @@ def overlay(
     return out
 
 
+def side_by_side(panels: list[np.ndarray]) -> bytes:
+    """(H, W, 3) uint8 RGB panels -> one PNG, left to right."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return png.tobytes()
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG written by ``side_by_side`` -> (H, W, 3) uint8 RGB."""
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     """Mean per-mask IoU of (N, H, W) bool arrays, for figure titles."""
     inter = (pred & gt).reshape(len(gt), -1).sum(1)
@@ -133,9 +146,7 @@ def save_figures(
             overlay(image, zero, PRED_COLOUR, f"zero-shot IoU {mask_iou(zero, gt):.3f}", prompts),
             overlay(image, tuned, PRED_COLOUR, f"fine-tuned IoU {mask_iou(tuned, gt):.3f}", prompts),
         ]
-        ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
-        if ok:
-            paths.append(atomic.write_bytes(out_dir / f"{key}.png", png.tobytes()))
+        paths.append(atomic.write_bytes(out_dir / f"{key}.png", side_by_side(panels)))
     return paths
 
 

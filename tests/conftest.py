@@ -12,6 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+import samlit  # noqa: F401  (registers the configs' ${samlit.*:} resolvers, as the entry points do)
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import CONF
 
@@ -83,3 +86,80 @@ def test_logger_can_be_turned_off(compose_cfg):
     assert instantiate_group(compose_cfg("~logger").get("logger")) == []
     (csv_logger,) = instantiate_group(compose_cfg().logger)
     assert type(csv_logger).__name__ == "CSVLogger"
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm"])
+def test_slurm_launcher_composes(compose_cfg, launcher):
+    """``hydra/launcher=slurm`` (samlit's keys over hydra-submitit-launcher's) composes; no SLURM needed."""
+    cfg = compose_cfg(f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu", "trainer=ddp")
+    launcher_cfg = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher_cfg["_target_"].endswith("SlurmLauncher") and launcher_cfg["partition"] == "gpu"
+    if launcher == "slurm":
+        assert launcher_cfg["tasks_per_node"] == launcher_cfg["gpus_per_node"] == 1
+        assert launcher_cfg["timeout_min"] == 240
+
+
+def test_optuna_search_space(compose_cfg):
+    cfg = compose_cfg("hparams_search=optuna")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay", "loss", "data.box_jitter"}
+    for choice in sweeper.params.loss.removeprefix("choice(").removesuffix(")").split(","):
+        assert (CONF / "loss" / f"{choice.strip()}.yaml").is_file()  # every option names a real loss config
+
+
+@pytest.mark.parametrize("trainer", ["ddp", "ddp_cpu"])
+def test_ddp_trainers_use_the_hydra_aware_strategy(compose_cfg, trainer):
+    from samlit.ddp import HydraDDPStrategy
+
+    cfg = compose_cfg(f"trainer={trainer}")
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, HydraDDPStrategy)
+    assert strategy.process_group_backend == ("gloo" if trainer == "ddp_cpu" else "nccl")
+
+
+def test_ddp_workers_rerun_this_job_in_its_dir(compose_cfg, monkeypatch):
+    """A worker gets this job's overrides (not sys.argv: a multirun's ``-m`` and comma lists) and its dir."""
+    from samlit.ddp import worker_command
+
+    cfg = compose_cfg("loss=focal", "optimizer.lr=0.001")
+    OmegaConf.set_readonly(cfg.hydra, False)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = "/runs/multi run/3"
+        cfg.hydra.runtime.cwd = "/home/me"
+    HydraConfig().set_config(cfg)
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "loss=dice,focal", "optimizer.lr=1e-4,1e-3"])
+    command, cwd = worker_command(local_rank=1)
+    assert command[:2] == [sys.executable, "/home/me/train.py"] and cwd == "/home/me"
+    assert "-m" not in command and "loss=focal" in command and "optimizer.lr=0.001" in command
+    assert "hydra.run.dir='/runs/multi run/3'" in command and "hydra.output_subdir=null" in command
+
+
+@pytest.mark.parametrize(
+    "env,offline",
+    [
+        ({}, True),
+        ({"WANDB_API_KEY": "k"}, False),
+        ({"WANDB_MODE": "offline"}, False),
+        ({"WANDB_MODE": "online"}, False),
+    ],
+)
+def test_wandb_is_offline_without_an_account(monkeypatch, tmp_path, env, offline):
+    """No key, no ``wandb login``, no WANDB_MODE: offline. WANDB_MODE set: W&B follows it (offline=False)."""
+    from samlit.resolvers import wandb_offline
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert wandb_offline() is offline
+
+
+def test_wandb_logger_names_the_run_and_groups_sweeps(compose_cfg):
+    cfg = compose_cfg("logger=[csv,wandb,tensorboard]", "loss=focal")
+    wandb = OmegaConf.to_container(cfg.logger.wandb, resolve=True)
+    assert wandb["project"] == "samlit" and wandb["group"] is None  # a single run: no group
+    assert wandb["name"] == "loss=focal" and wandb["save_dir"] == cfg.paths.output_dir
+    assert sorted(cfg.logger) == ["csv", "tensorboard", "wandb"]

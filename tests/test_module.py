@@ -84,3 +84,40 @@ def test_checkpoints_leave_out_frozen_weights(module):
     assert checkpoint["state_dict"] and all(k.startswith("sam.mask_decoder.") for k in checkpoint["state_dict"])
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=True)
+
+
+def test_bf16_mixed_fit_steps_run_on_cpu(module):
+    """``trainer.precision=bf16-mixed``: two real fit steps under Lightning's bf16 autocast on the CPU.
+
+    The images' embeddings are put in the cache beforehand under the bf16 fingerprint, computed in fp32: the bf16
+    encoder pass is ~25x slower than fp32 on a CPU without bf16 units. The decoder's forward, loss and backward
+    run in bf16 autocast, as in a GPU run.
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from samlit.sam import encode_image
+
+    groups = [group("a"), group("b", n=1, seed=1)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fingerprint = module.encoder_fingerprint()
+    with torch.no_grad():
+        for g in groups:
+            module.embeddings.get(
+                fingerprint=fingerprint, image=g["image"], compute=lambda g=g: encode_image(module.sam, g["image"])
+            )
+    before = [p.detach().clone() for p in module.sam.mask_decoder.parameters()]
+    trainer = L.Trainer(
+        precision="bf16-mixed",
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(groups, batch_size=2, collate_fn=list))
+    assert module.embeddings.stats.misses == 2  # the two prefilled entries: the fit itself encoded nothing
+    assert torch.isfinite(trainer.callback_metrics["train/loss_step"])
+    after = list(module.sam.mask_decoder.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from tests.conftest import FAST, REPO
 def run_train(root: Path, *overrides: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
     command += overrides
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root)
+    env = {**os.environ, "WANDB_MODE": "offline"}  # never the network, whatever this machine's W&B login
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root, env=env)
 
 
 def only_run_dir(root: Path) -> Path:
@@ -65,10 +67,38 @@ def check_schema(metrics: dict) -> None:
     assert metrics["zero_shot"]["n_masks"] == metrics["fine_tuned"]["n_masks"]
 
 
+def check_wandb_run(run_dir: Path, metrics: dict) -> None:
+    """The offline W&B run holds the config, the val overlays of each val epoch and the per-scan test table."""
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    media = wandb_run / "files" / "media"
+    val_overlays = list((media / "images" / "val").glob("overlays_*.png"))
+    kept = min(2, metrics["data"]["val_scans"])  # module.keep_val_predictions=2
+    assert len(val_overlays) == kept * metrics["epochs"]  # the same val scans, every val epoch
+    test_overlays = list((media / "images" / "test").glob("overlays_*.png"))
+    assert len(test_overlays) == min(4, metrics["data"]["test_scans"])  # the report's, module.keep_test_predictions=4
+    (table_file,) = (media / "table" / "test").glob("per_scan_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
+    assert len(table["data"]) == metrics["data"]["test_scans"] == len(metrics["per_scan"])
+    assert list((wandb_run).glob("run-*.wandb"))  # the run's history and config (upload: wandb sync)
+
+
+def check_tensorboard(run_dir: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    assert {"val/iou", "val/dice", "train/loss_epoch", "lr-Adam"} <= set(tags["scalars"])
+    assert any(t.startswith("val/overlays/") for t in tags["images"])
+    assert any(t.startswith("test/overlays/") for t in tags["images"])
+    assert any(t.startswith("test/per_scan") for t in tags["tensors"])  # the markdown table (a text summary)
+
+
 @pytest.mark.slow
 def test_train_end_to_end(tmp_path):
-    """Every artefact of a run, on a few small scans (too little training to judge the numbers)."""
-    result = run_train(tmp_path, *FAST)
+    """Every artefact of a run, on a few small scans (too little training to judge the numbers), logged to CSV,
+    W&B (offline) and TensorBoard at once."""
+    result = run_train(tmp_path, *FAST, "logger=[csv,wandb,tensorboard]")
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = only_run_dir(tmp_path)
 
@@ -96,6 +126,8 @@ def test_train_end_to_end(tmp_path):
     assert (run_dir / "figures" / "curves.png").stat().st_size > 10_000
     assert list((run_dir / "figures").glob("*.png"))
     assert str(run_dir) in result.stdout  # the closing table names the run dir
+    check_wandb_run(run_dir, metrics)
+    check_tensorboard(run_dir)
 
     # the synthetic scans are generated once and reused by the next run
     (data_dir,) = (tmp_path / "data").iterdir()

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from samlit.data.augment import ImageViews
@@ -161,10 +162,22 @@ class StaverDataModule(L.LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
+        """Under DDP, Lightning gives the training loader a ``DistributedSampler``; val and test get an unrepeated
+        one here (Lightning's default pads ranks with repeated scans, which would count them twice)."""
+        sampler = None
+        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            if len(dataset) < world:
+                raise SamlitError(
+                    f"{len(dataset)} scans in a val/test split for {world} DDP processes: every process needs one; "
+                    "use more scans (data.val_fraction / data.test_fraction) or fewer trainer.devices"
+                )
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,

@@ -1,0 +1,52 @@
+"""OmegaConf resolvers the configs use (registered when ``samlit`` is imported, before any config resolves).
+
+- ``${samlit.sweep_name:}``: the multirun dir's name in a sweep job (W&B ``group``), else ``null``.
+- ``${samlit.run_name:}``: the job's overrides (``loss=focal,optimizer.lr=0.001``), else the run dir's name.
+- ``${samlit.wandb_offline:}``: ``false`` when W&B can reach an account (``WANDB_API_KEY``, a ``wandb login``
+  netrc entry) or ``WANDB_MODE`` is set (W&B then follows it); ``true`` otherwise: runs are written to disk
+  and ``wandb sync <run dir>/wandb/offline-run-*`` uploads them later.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+
+def sweep_name() -> str | None:
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
+
+
+def run_name() -> str | None:
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    return hydra.job.override_dirname or Path(hydra.runtime.output_dir).name
+
+
+def wandb_has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline() -> bool:
+    return not (os.environ.get("WANDB_MODE") or wandb_has_key())
+
+
+for _name, _resolver in {
+    "samlit.sweep_name": sweep_name,
+    "samlit.run_name": run_name,
+    "samlit.wandb_offline": wandb_offline,
+}.items():
+    OmegaConf.register_new_resolver(_name, _resolver, replace=True)
