@@ -29,8 +29,20 @@ def find_user_error(err: BaseException) -> SamlitError | None:
     return None
 
 
+def in_sweep() -> bool:
+    """True inside a job of a Hydra multirun (``-m``)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def exit_on_user_error(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate an entry point: a SamlitError or a missing config value becomes ``error: ...`` and exit 2."""
+    """Decorate an entry point: a SamlitError or a missing config value becomes ``error: ...`` and exit 2.
+
+    In a sweep job the line is printed and the error raised instead: Hydra marks that job failed, runs the
+    others, and reports the failure at the end (an exit would end the whole sweep).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,11 +50,15 @@ def exit_on_user_error(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except MissingMandatoryValue as err:
             sys.stderr.write(f"error: config key {err.full_key} is required: pass {err.full_key}=...\n")
+            if in_sweep():
+                raise
         except Exception as err:
             user_error = find_user_error(err)
             if user_error is None:
                 raise
             sys.stderr.write(f"error: {user_error}\n")
+            if in_sweep():
+                raise user_error from None
         sys.stderr.flush()
         sys.exit(2)
 

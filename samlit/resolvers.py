@@ -28,7 +28,9 @@ def run_name() -> str | None:
     if not HydraConfig.initialized():
         return None
     hydra = HydraConfig.get()
-    return hydra.job.override_dirname or Path(hydra.runtime.output_dir).name
+    if hydra.job.override_dirname or OmegaConf.is_missing(hydra.runtime, "output_dir"):
+        return hydra.job.override_dirname or None
+    return Path(hydra.runtime.output_dir).name
 
 
 def wandb_has_key() -> bool:
