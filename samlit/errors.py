@@ -17,6 +17,10 @@ class SamlitError(Exception):
     """
 
 
+class WriteError(SamlitError, OSError):
+    """A file could not be written (disk full, read-only, not a directory): names the path and the fix."""
+
+
 def find_user_error(err: BaseException) -> SamlitError | None:
     """The SamlitError behind ``err``, also when Hydra's ``instantiate`` wrapped it."""
     seen: set[int] = set()

@@ -184,6 +184,8 @@ class SamFineTuner(L.LightningModule):
 
     def training_step(self, batch: list[Group], batch_idx: int) -> torch.Tensor | None:
         loss = self.model_step(batch, self.train_metrics)
+        if loss is not None and not torch.isfinite(loss):
+            self._stop_on_non_finite(loss, batch, batch_idx)
         if loss is not None:
             self.log(
                 "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True
@@ -196,6 +198,16 @@ class SamFineTuner(L.LightningModule):
         if loss is not None:
             self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True)
             self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(batch))
+
+    def _stop_on_non_finite(self, loss: torch.Tensor, batch: list[Group], batch_idx: int) -> None:
+        """Stop before the step: the weights are still the last finite ones, and checkpoints so far are kept."""
+        checkpoints = getattr(self.trainer.checkpoint_callback, "dirpath", None) if self._trainer else None
+        raise NonFiniteLoss(
+            f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
+            f"{batch_idx}: scans {', '.join(g['key'] for g in batch)}); stopped before that update. Checkpoints so "
+            f"far are kept in {checkpoints}: lower optimizer.lr (or keep trainer.gradient_clip_val) and resume "
+            "with ckpt_path=<last.ckpt>"
+        )
 
     def on_validation_epoch_start(self) -> None:
         self.val_predictions = []
@@ -244,6 +256,10 @@ class SamFineTuner(L.LightningModule):
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES) and key not in state:
                 state[key] = value
+
+
+class NonFiniteLoss(SamlitError):
+    """The training loss became NaN or infinite."""
 
 
 def scores(key: str, *, pred: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,8 +55,10 @@ def run(cfg: DictConfig) -> float:
 
     module = instantiate(cfg.module)
     history = report.MetricHistory()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), history]
     loggers = instantiate_group(cfg.get("logger"))
+    callbacks = [*instantiate_group(cfg.get("callbacks")), history]
+    if not loggers:  # logger=null / ~logger: Lightning refuses a learning-rate monitor with nowhere to log
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(resolved)  # the full resolved config (rank 0 only: Lightning's loggers say so)
@@ -65,12 +68,12 @@ def run(cfg: DictConfig) -> float:
     zero_shot = report.stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     zero_shot_predictions, zero_shot_scores = module.test_predictions, module.test_scores
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     log.info("fine-tuned test (checkpoint: %s)", best_path or "last weights")
     fine_tuned = report.stage_metrics(
-        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False)[0]
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False, weights_only=True)[0]
     )
     objective = float(best_score) if best_score is not None else fine_tuned["iou"]
     if not trainer.is_global_zero:

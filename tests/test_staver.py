@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from samlit.data.checks import check_scans
 from samlit.data.staver import (
     ScanFiles,
     count_stamps,
@@ -177,7 +178,7 @@ def test_missing_ground_truth_is_named(staver_copy, which):
     path.unlink()
 
     with pytest.raises(SamlitError) as error:
-        find_scans(staver_copy)
+        check_scans(find_scans(staver_copy), on_bad_file="raise")
     assert str(path) in str(error.value) and "missing" in str(error.value)
 
 

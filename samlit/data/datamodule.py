@@ -12,8 +12,9 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from samlit.data.augment import ImageViews
+from samlit.data.checks import BadScan, check_scans
 from samlit.data.prompts import jitter_boxes, sample_points
-from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_scan, split_keys, with_ink
+from samlit.data.staver import ScanFiles, StampCensus, find_scans, read_scan, split_keys, stamp_census, with_ink
 from samlit.data.synthetic import generate_synthetic_staver
 from samlit.data.transforms import to_sam_frame
 from samlit.errors import SamlitError
@@ -83,7 +84,10 @@ def collate_samples(batch: list[Sample]) -> list[Sample]:
 class StaverDataModule(L.LightningDataModule):
     """Scans in the StaVer layout under ``root``, split deterministically into train / val / test.
 
-    Scans without a stamp are counted and left out of every split (a box prompt needs a stamp).
+    Left out of every split, and counted in ``summary()``: bad scans (missing, empty, corrupt or non-image
+    files, ground truth of another size: skipped with a warning, or an error with ``on_bad_file="raise"``, see
+    ``samlit.data.checks``) and scans without a stamp that holds ink (a box prompt needs a stamp, a mask needs
+    ink). Regions without ink and specks below ``min_region_area`` are counted and never become prompts.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class StaverDataModule(L.LightningDataModule):
         positive_points: int = 0,
         negative_points: int = 0,
         points_probability: float = 0.5,
+        on_bad_file: str = "skip",
     ) -> None:
         super().__init__()
         if root is None or not str(root).strip():
@@ -122,9 +127,12 @@ class StaverDataModule(L.LightningDataModule):
             "negative_points": negative_points,
             "points_probability": points_probability,
         }
+        self.on_bad_file = on_bad_file
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
-        self.stamps: dict[str, int] = {}  # stamp regions per scan key
+        self.bad_scans: list[BadScan] = []
+        self.census: dict[str, StampCensus] = {}
+        self.stamps: dict[str, int] = {}  # stamps with ink per scan key
 
     def prepare_data(self) -> None:
         find_scans(self.root)  # fail fast, with one line, on a missing or wrong root
@@ -132,8 +140,9 @@ class StaverDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        files = find_scans(self.root)
-        self.stamps = {f.key: count_stamps(f, min_region_area=self.min_region_area) for f in files}
+        files, self.bad_scans = check_scans(find_scans(self.root), on_bad_file=self.on_bad_file)
+        self.census = {f.key: stamp_census(f, min_region_area=self.min_region_area) for f in files}
+        self.stamps = {key: census.stamps for key, census in self.census.items()}
         with_stamp = [f for f in files if self.stamps[f.key] > 0]
         self.num_without_stamp = len(files) - len(with_stamp)
         by_key = {f.key: f for f in with_stamp}
@@ -147,6 +156,10 @@ class StaverDataModule(L.LightningDataModule):
         return {
             "root": str(self.root),
             "scans_without_stamp": self.num_without_stamp,
+            "bad_scans": len(self.bad_scans),
+            "bad_files": [bad.problem for bad in self.bad_scans],
+            "regions_without_ink": sum(c.without_ink for c in self.census.values()),
+            "regions_below_min_area": sum(c.below_min_area for c in self.census.values()),
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
             **{f"{name}_stamps": sum(self.stamps[f.key] for f in files) for name, files in self.splits.items()},
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),

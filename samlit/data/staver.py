@@ -71,7 +71,7 @@ class StampSample:
 
 
 def find_scans(root: Path | str) -> list[ScanFiles]:
-    """All scans under ``root``, sorted by key; every scan must have its pixel GT and region map."""
+    """All scans under ``root``, sorted by key (their ground truth is checked by ``samlit.data.checks``)."""
     root = Path(root)
     if not root.is_dir():
         problem = "does not exist" if not root.exists() else "is not a directory"
@@ -81,12 +81,7 @@ def find_scans(root: Path | str) -> list[ScanFiles]:
     keys = sorted(path.stem for path in scan_paths if not path.name.startswith("."))
     if not keys:
         raise SamlitError(f"data root {root} holds no scans (no {scan_dir}/*.png); {LAYOUT_HINT}")
-    scans = [ScanFiles.for_key(root, key) for key in keys]
-    for files in scans:
-        for kind, path in (("pixel ground truth", files.pixel_gt), ("region map", files.region_map)):
-            if not path.is_file():
-                raise SamlitError(f"scan {files.scan} has no {kind}: {path} is missing; {LAYOUT_HINT}")
-    return scans
+    return [ScanFiles.for_key(root, key) for key in keys]
 
 
 def read_regions(path: Path | str, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
@@ -143,10 +138,30 @@ def with_ink(sample: StampSample) -> StampSample:
     return StampSample(key=sample.key, image=sample.image, masks=sample.masks[keep], boxes=sample.boxes[keep])
 
 
+@dataclass(frozen=True)
+class StampCensus:
+    """A scan's regions: ``stamps`` (at least ``min_region_area`` px, with ink: trained on and scored),
+    ``without_ink`` (big enough, but no ink inside: left out) and ``below_min_area`` (specks: left out)."""
+
+    stamps: int
+    without_ink: int
+    below_min_area: int
+
+
+def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampCensus:
+    """Count a scan's regions by kind, from its region map and pixel ground truth (no RGB decode)."""
+    region_map = _read_gray(files.region_map)
+    pixel_gt = _read_gray(files.pixel_gt)
+    _check_same_size(files.region_map, region_map, files.pixel_gt, pixel_gt)
+    labels, boxes = label_regions(region_map, min_area=min_region_area)
+    components = cv2.connectedComponents(detect_foreground(region_map).view(np.uint8), connectivity=8)[0] - 1
+    inked = np.unique(labels[detect_foreground(pixel_gt) & (labels > 0)])
+    return StampCensus(stamps=len(inked), without_ink=len(boxes) - len(inked), below_min_area=components - len(boxes))
+
+
 def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> int:
-    """Number of stamps of a scan, from its region map only (cheap)."""
-    _, boxes = read_regions(files.region_map, min_area=min_region_area)
-    return len(boxes)
+    """Number of stamps with ink of a scan (see ``stamp_census``)."""
+    return stamp_census(files, min_region_area=min_region_area).stamps
 
 
 def split_keys(keys: Sequence[str], *, seed: int, val_fraction: float, test_fraction: float) -> dict[str, list[str]]:
@@ -187,7 +202,7 @@ def _split_size(n: int, fraction: float) -> int:
 def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarray) -> None:
     if image.shape[:2] != other.shape[:2]:
         (h, w), (h2, w2) = image.shape[:2], other.shape[:2]
-        raise SamlitError(f"size mismatch: scan {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
+        raise SamlitError(f"size mismatch: {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
 
 
 def _read_gray(path: Path) -> np.ndarray:
