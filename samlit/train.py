@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from samlit import atomic, dashboard, report
@@ -26,9 +27,14 @@ from samlit.console import quiet_lightning, quiet_worker
 from samlit.data.staver import read_scan, with_ink
 from samlit.ddp import job_scope
 from samlit.embed import build_embeddings
+from samlit.errors import SamlitError
 from samlit.export import export_run
 
 log = logging.getLogger(__name__)
+
+
+class Interrupted(SamlitError):
+    """The run was stopped (SIGTERM) after writing ``checkpoints/interrupted.ckpt``."""
 
 
 def main(cfg: DictConfig) -> float:
@@ -68,7 +74,14 @@ def run(cfg: DictConfig) -> float:
     zero_shot = report.stage_metrics(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     zero_shot_predictions, zero_shot_scores = module.test_predictions, module.test_scores
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except SIGTERMException as stop:
+        checkpoint = run_dir / "checkpoints" / "interrupted.ckpt"
+        raise Interrupted(
+            f"stopped by SIGTERM at step {trainer.global_step} (epoch {trainer.current_epoch}); checkpoint "
+            f"{checkpoint}: resume with the same overrides + ckpt_path={checkpoint} hydra.run.dir={run_dir}"
+        ) from stop
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     log.info("fine-tuned test (checkpoint: %s)", best_path or "last weights")

@@ -194,25 +194,48 @@ def test_vit_b_random_runs_and_exports_for_stock_sam(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_gives_the_same_result_as_an_unbroken_run(tmp_path):
-    """Train 2 epochs, resume from last.ckpt to 4 in the same run dir == 4 epochs straight (CPU, 1e-5)."""
-    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")]
+def test_sigterm_and_kill_9_then_resume_give_the_same_result_as_an_unbroken_run(tmp_path):
+    """4 epochs straight vs a run that gets SIGTERM mid-epoch 1 (step 9: ``interrupted.ckpt``), is resumed from
+    it, gets ``kill -9`` mid-epoch 2 (step 15: nothing written, ``last.ckpt`` is epoch 1's) and is resumed from
+    that. Same run dir throughout. Metrics and the final decoder agree to 1e-5 (CPU)."""
+    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=4"]
     straight_root, broken_root = tmp_path / "straight", tmp_path / "broken"
     for root in (straight_root, broken_root):
         root.mkdir()
-    assert run_train(straight_root, *fast, "trainer.max_epochs=4").returncode == 0
-    assert run_train(broken_root, *fast, "trainer.max_epochs=2").returncode == 0
+    assert run_train(straight_root, *fast).returncode == 0
+    signal_at = "+callbacks.signal._target_=tests.signals.SignalAt"
+
+    stopped = run_train(broken_root, *fast, signal_at, "+callbacks.signal.step=9", "+callbacks.signal.signal=SIGTERM")
     run_dir = only_run_dir(broken_root)
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    assert stopped.returncode == 2, stopped.stderr[-3000:]
+    (line,) = stopped.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: stopped by SIGTERM at step 9") and f"ckpt_path={interrupted}" in line
+    assert torch.load(interrupted, weights_only=True)["global_step"] == 9
+
+    same_dir = f"hydra.run.dir={run_dir}"
+    killed = run_train(
+        broken_root,
+        *fast,
+        f"ckpt_path={interrupted}",
+        same_dir,
+        signal_at,
+        "+callbacks.signal.step=15",
+        "+callbacks.signal.signal=SIGKILL",
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
-    result = run_train(broken_root, *fast, "trainer.max_epochs=4", f"ckpt_path={last}", f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(last, weights_only=True)["epoch"] == 1  # the last whole epoch before the kill
+    resumed = run_train(broken_root, *fast, f"ckpt_path={last}", same_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
     straight = json.loads((only_run_dir(straight_root) / "metrics.json").read_text())
-    resumed = json.loads((run_dir / "metrics.json").read_text())
-    assert resumed["epochs"] == straight["epochs"] == 4
+    finished = json.loads((run_dir / "metrics.json").read_text())
+    assert finished["epochs"] == straight["epochs"] == 4
     for stage in ("zero_shot", "fine_tuned"):
         for key in ("iou", "dice"):
-            assert resumed[stage][key] == pytest.approx(straight[stage][key], abs=1e-5), (stage, key)
-    assert resumed["best_val_iou"] == pytest.approx(straight["best_val_iou"], abs=1e-5)
+            assert finished[stage][key] == pytest.approx(straight[stage][key], abs=1e-5), (stage, key)
+    assert finished["best_val_iou"] == pytest.approx(straight["best_val_iou"], abs=1e-5)
     # the decoder after epoch 4 (the best checkpoint may be an earlier epoch): the same weights
     dirs = (only_run_dir(straight_root), run_dir)
     ends = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in dirs]

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from samlit.data.augment import ImageViews
 from samlit.data.checks import BadScan, check_scans
@@ -33,6 +36,11 @@ class StampDataset(Dataset):
         every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
         positive_points, negative_points: point prompts drawn per stamp (ink / ink-free pixels in its box) and
             given with the box, in a ``points_probability`` share of the items (the rest: the box alone).
+        seed: with the epoch and the index, seeds each item's random choices (view, jitter, points).
+
+    An item is asked for by index, or by ``(epoch, index)`` (``EpochSampler``): then its random choices are a
+    function of (seed, epoch, index) alone, not of the global RNG, so they do not depend on when it is fetched
+    (prefetching, workers, a resumed run).
     """
 
     def __init__(
@@ -46,8 +54,10 @@ class StampDataset(Dataset):
         positive_points: int = 0,
         negative_points: int = 0,
         points_probability: float = 0.5,
+        seed: int = 0,
     ) -> None:
         self.files = files
+        self.seed = seed
         self.box_jitter = box_jitter
         self.min_region_area = min_region_area
         self.augment = augment
@@ -60,20 +70,42 @@ class StampDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files) * (self.num_views if self.every_view else 1)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+        generator = None
+        if isinstance(index, tuple):
+            epoch, index = index
+            generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
         if self.every_view:
             index, view = divmod(index, self.num_views)
         else:
-            view = int(torch.randint(self.num_views, ())) if self.num_views > 1 else 0
+            view = int(torch.randint(self.num_views, (), generator=generator)) if self.num_views > 1 else 0
         sample = read_scan(self.files[index], min_region_area=self.min_region_area)
         if view:
             sample = self.augment(sample, view=view)
         sample = with_ink(sample)
-        boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=sample.image.shape[:2])
+        size = sample.image.shape[:2]
+        boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=size, generator=generator)
         points = None
-        if self.positive_points + self.negative_points > 0 and float(torch.rand(())) < self.points_probability:
-            points = sample_points(sample.masks, boxes, positive=self.positive_points, negative=self.negative_points)
+        with_points = self.positive_points + self.negative_points > 0
+        if with_points and float(torch.rand((), generator=generator)) < self.points_probability:
+            points = sample_points(
+                sample.masks, boxes, positive=self.positive_points, negative=self.negative_points, generator=generator
+            )
         return {**to_sam_frame(sample, boxes=boxes, points=points), "view": view}
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for one (seed, epoch, index) item."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class EpochSampler(DistributedSampler):
+    """``DistributedSampler`` (seeded shuffle per epoch, this rank's share) yielding ``(epoch, index)`` keys."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, index) for index in super().__iter__())
 
 
 def collate_samples(batch: list[Sample]) -> list[Sample]:
@@ -171,12 +203,34 @@ class StaverDataModule(L.LightningDataModule):
             box_jitter=self.box_jitter if train else 0.0,
             min_region_area=self.min_region_area,
             augment=self.augment if train else None,
+            seed=self.seed,
             **(self.points if train else {}),
         )
 
     def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
         """Under DDP, Lightning gives the training loader a ``DistributedSampler``; val and test get an unrepeated
-        one here (Lightning's default pads ranks with repeated scans, which would count them twice)."""
+        one here (Lightning's default pads ranks with repeated scans, which would count them twice).
+
+        The training loader is a ``StatefulDataLoader`` over an ``EpochSampler``: the order and each item's random
+        choices are functions of (``seed``, epoch, index) only, never of the global RNG. Lightning saves the
+        loader's position in every checkpoint, so a run resumed from a mid-epoch checkpoint (Ctrl-C, SIGTERM) sees
+        the rest of that epoch's scans, and the next epochs, as an unbroken run does.
+        """
+        if shuffle:
+            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+            world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed else (1, 0)
+            sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+            if self.trainer is not None:  # Lightning makes the iterator before its own set_epoch when resuming
+                sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+            return StatefulDataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                generator=torch.Generator().manual_seed(self.seed),
+                num_workers=self.num_workers,
+                collate_fn=collate_samples,
+                persistent_workers=self.num_workers > 0,
+            )
         sampler = None
         if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
             world = torch.distributed.get_world_size()
@@ -189,7 +243,6 @@ class StaverDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_samples,

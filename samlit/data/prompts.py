@@ -7,22 +7,25 @@ import numpy as np
 import torch
 
 
-def jitter_boxes(boxes: np.ndarray, *, fraction: float, image_size: tuple[int, int]) -> np.ndarray:
+def jitter_boxes(
+    boxes: np.ndarray, *, fraction: float, image_size: tuple[int, int], generator: torch.Generator | None = None
+) -> np.ndarray:
     """Move every edge of every box by ``U(-fraction, fraction)`` times the box's width/height.
 
     Args:
         boxes: (N, 4) float xyxy in pixels.
         fraction: maximal shift as a fraction of the box side; 0 returns the boxes unchanged.
         image_size: (H, W); jittered boxes are clipped to the image and keep at least 1 px per side.
+        generator: where the randomness comes from (default: torch's global RNG).
 
     Returns:
-        (N, 4) float32 xyxy. Randomness comes from torch's global RNG, which Lightning seeds per worker.
+        (N, 4) float32 xyxy.
     """
     boxes = np.asarray(boxes, dtype=np.float32)
     if fraction <= 0 or len(boxes) == 0:
         return boxes.copy()
     sides = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
-    noise = (torch.rand(boxes.shape).numpy() * 2 - 1) * fraction
+    noise = (torch.rand(boxes.shape, generator=generator).numpy() * 2 - 1) * fraction
     out = boxes + noise * sides
     height, width = image_size
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
@@ -35,7 +38,12 @@ def jitter_boxes(boxes: np.ndarray, *, fraction: float, image_size: tuple[int, i
 
 
 def sample_points(
-    masks: np.ndarray, boxes: np.ndarray, *, positive: int, negative: int
+    masks: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    positive: int,
+    negative: int,
+    generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random point prompts for each stamp: ``positive`` ink pixels and ``negative`` ink-free pixels inside its box
     (the gaps between strokes, which a box alone leaves ambiguous).
@@ -48,7 +56,7 @@ def sample_points(
     Returns:
         coords (N, positive + negative, 2) float32 xy pixel centres; labels (N, positive + negative) int64 with
         1 = ink, 0 = background, -1 = no point (SAM's padding label; a stamp with fewer such pixels than asked).
-        Randomness comes from torch's global RNG, like ``jitter_boxes``.
+        Randomness comes from ``generator`` (default: torch's global RNG).
     """
     count = positive + negative
     coords = np.zeros((len(masks), count, 2), dtype=np.float32)
@@ -63,7 +71,7 @@ def sample_points(
         for label, pixels, wanted in ((1, mask, positive), (0, inside & ~mask, negative)):
             ys, xs = np.nonzero(pixels)
             if wanted and len(xs):
-                pick = torch.randint(len(xs), (wanted,)).numpy()
+                pick = torch.randint(len(xs), (wanted,), generator=generator).numpy()
                 coords[i, start : start + wanted] = np.stack([xs[pick], ys[pick]], axis=1)
                 labels[i, start : start + wanted] = label
             start += wanted
