@@ -19,3 +19,7 @@ class SignalAt(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signal)
+
+    def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx, *args):
+        if batch_idx + 1 == self.step:  # the embedding cache build (a predict loop): after `step` batches
+            os.kill(os.getpid(), self.signal)

@@ -131,7 +131,7 @@ def generate_synthetic_staver(*, root: Path | str, num_scans: int, image_size: i
         scan = render_scan(rng=np.random.default_rng([seed, i]), image_size=image_size)
         _write_scan(ScanFiles.for_key(root, f"stampDS-{i + 1:05d}"), scan)
     write_bytes(marker, _marker_bytes(params))
-    (root / PARTIAL_MARKER_NAME).unlink()
+    (root / PARTIAL_MARKER_NAME).unlink(missing_ok=True)  # another process generating the same data may be first
     return root
 
 
