@@ -174,3 +174,12 @@ class Exploit:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.marker),))
+
+
+def test_truncated_weights_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "sam_tiny.pth"
+    torch.save(build_sam(model_type="tiny", weights="random").state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(SamlitError, match="not a readable weights-only torch file") as error:
+        build_sam(model_type="tiny", weights=str(path))
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
