@@ -12,6 +12,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
     # The embedding build (samlit.embed) is a predict loop that returns nothing, on purpose.
     warnings.filterwarnings("ignore", message=r"predict returned None", category=UserWarning)
+    # torchdata's StatefulDataLoader (the training loader) calls a deprecated torch API at every epoch.
+    warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated", category=UserWarning)
     if logging.getLogger().handlers:  # Hydra's handlers (console + <job>.log) carry Lightning's messages too
         logging.getLogger("lightning").handlers.clear()
 
