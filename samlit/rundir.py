@@ -10,10 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-FIX = "pass paths.root_dir=<a writable folder> (runs go to <root>/outputs) or hydra.run.dir=<dir>"
+FIX = "pass paths.root_dir=<a writable folder> (runs go to <root>/outputs) or hydra.{key}.dir=<dir>"
 
 
 def writable_problem(path: Path) -> str | None:
@@ -27,16 +28,17 @@ def writable_problem(path: Path) -> str | None:
     return None
 
 
-def require_writable(path: Path | str, *, what: str) -> None:
+def require_writable(path: Path | str, *, what: str, key: str) -> None:
     problem = writable_problem(Path(path))
     if problem:
-        sys.stderr.write(f"error: cannot write the {what} {path}: {problem}; {FIX}\n")
+        sys.stderr.write(f"error: cannot write the {what} {path}: {problem}; {FIX.format(key=key)}\n")
         sys.exit(2)
 
 
 class RunDirCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        require_writable(config.hydra.run.dir, what="run dir")
+        require_writable(config.hydra.run.dir, what="run dir", key="run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        require_writable(config.hydra.sweep.dir, what="sweep dir")
+        HydraConfig.instance().set_config(config)  # as the sweeper does next: ${hydra:...} in the dir resolves
+        require_writable(config.hydra.sweep.dir, what="sweep dir", key="sweep")

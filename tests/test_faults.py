@@ -110,3 +110,8 @@ def test_unwritable_run_dir_is_one_line_before_anything_runs(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot write the run dir {blocker}/sub/outputs/train/runs/")
     assert "Not a directory" in line and "paths.root_dir=" in line
+    sweep = subprocess.run(
+        [*command[:2], "-m", *command[2:], "loss=dice,focal"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert sweep.returncode == 2, sweep.stderr[-2000:]
+    assert sweep.stderr.startswith(f"error: cannot write the sweep dir {blocker}/sub/outputs/train/multiruns/")
