@@ -80,7 +80,7 @@ class HydraDDPStrategy(DDPStrategy):
 
 @contextmanager
 def job_scope(*, worker_timeout_s: float = 120.0) -> Iterator[None]:
-    """Undo, when a job ends, the DDP state it leaves in this process.
+    """Undo, when a job ends, the DDP state (and an unfinished W&B run) it leaves in this process.
 
     A sweep runs its jobs one after another in one process. Lightning's launcher sets ``LOCAL_RANK``,
     ``WORLD_SIZE``, ``MASTER_PORT``, ... in ``os.environ`` and keeps the process group; left there, the next job
@@ -102,3 +102,6 @@ def job_scope(*, worker_timeout_s: float = 120.0) -> Iterator[None]:
             torch.distributed.destroy_process_group()
         os.environ.clear()
         os.environ.update(saved)
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:  # a job that failed before closing its loggers
+            wandb.finish(exit_code=1)  # else the next job's WandbLogger would log into this run
