@@ -101,16 +101,8 @@ class ValOverlays(L.Callback):
         for kept in pl_module.val_predictions:
             sample = self._scan(trainer, kept["key"])
             pred = kept["pred"].numpy()
-            panels = [
-                report.overlay(sample.image, sample.masks, report.GT_COLOUR, "ground truth", sample.boxes),
-                report.overlay(
-                    sample.image,
-                    pred,
-                    report.PRED_COLOUR,
-                    f"IoU {report.mask_iou(pred, sample.masks):.3f}",
-                    sample.boxes,
-                ),
-            ]
+            title = f"IoU {report.mask_iou(pred, sample.masks):.3f}"
+            panels = report.comparison(sample.image, sample.masks, {title: pred}, sample.boxes)
             images.append(shrink(np.concatenate(panels, axis=1), max_side=2 * self.max_side))
             captions.append(kept["key"])
         if images:

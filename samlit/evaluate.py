@@ -39,10 +39,7 @@ def worst_case_figures(
         sample = with_ink(read_scan(by_key[score["key"]], min_region_area=datamodule.min_region_area))
         masks, boxes = sample.masks, sample.boxes
         pred, _ = predict_masks(sam, sample.image, boxes, mask_threshold=mask_threshold)
-        panels = [
-            report.overlay(sample.image, masks, report.GT_COLOUR, "ground truth", boxes),
-            report.overlay(sample.image, pred, report.PRED_COLOUR, f"prediction IoU {score['iou']:.3f}", boxes),
-        ]
+        panels = report.comparison(sample.image, masks, {f"prediction IoU {score['iou']:.3f}": pred}, boxes)
         paths.append(atomic.write_bytes(out_dir / f"worst_{rank}_{score['key']}.png", report.side_by_side(panels)))
     return paths
 

@@ -103,6 +103,15 @@ def overlay(
     return out
 
 
+def comparison(
+    image: np.ndarray, truth: np.ndarray, predictions: dict[str, np.ndarray], boxes: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Panels for ``side_by_side``: ground truth, then each of ``predictions`` ({title: (N, H, W) bool}); boxes
+    drawn on all."""
+    panels = [overlay(image, truth, GT_COLOUR, "ground truth", boxes)]
+    return panels + [overlay(image, masks, PRED_COLOUR, title, boxes) for title, masks in predictions.items()]
+
+
 def side_by_side(panels: list[np.ndarray]) -> bytes:
     """(H, W, 3) uint8 RGB panels -> one PNG, left to right."""
     ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(panels, axis=1), cv2.COLOR_RGB2BGR))
@@ -141,11 +150,8 @@ def save_figures(
         after, image, gt = tuned_by_key[key], images[key], before["masks"].numpy()
         zero, tuned = before["pred"].numpy(), after["pred"].numpy()
         prompts = (boxes or {}).get(key)
-        panels = [
-            overlay(image, gt, GT_COLOUR, "ground truth", prompts),
-            overlay(image, zero, PRED_COLOUR, f"zero-shot IoU {mask_iou(zero, gt):.3f}", prompts),
-            overlay(image, tuned, PRED_COLOUR, f"fine-tuned IoU {mask_iou(tuned, gt):.3f}", prompts),
-        ]
+        titled = {f"zero-shot IoU {mask_iou(zero, gt):.3f}": zero, f"fine-tuned IoU {mask_iou(tuned, gt):.3f}": tuned}
+        panels = comparison(image, gt, titled, prompts)
         paths.append(atomic.write_bytes(out_dir / f"{key}.png", side_by_side(panels)))
     return paths
 

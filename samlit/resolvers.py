@@ -14,12 +14,13 @@ import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import OmegaConf
+
+from samlit.errors import in_sweep
 
 
 def sweep_name() -> str | None:
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not in_sweep():
         return None
     return Path(HydraConfig.get().sweep.dir).name
 

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from samlit import atomic
+from samlit.errors import in_sweep
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,11 @@ def summarize(sweep_dir: Path | str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["status"] != "ok", -(r["fine_tuned_iou"] or 0.0)))
 
 
-def write_summary(sweep_dir: Path | str) -> tuple[Path, Path] | None:
-    """Write ``sweep_summary.csv`` and ``.md`` atomically; ``None`` when no job dir exists yet."""
+def write_summary(sweep_dir: Path | str, *, rows: list[dict[str, Any]] | None = None) -> tuple[Path, Path] | None:
+    """Write ``sweep_summary.csv`` and ``.md`` atomically from ``rows`` (default: ``summarize(sweep_dir)``);
+    ``None`` when no job dir exists yet."""
     sweep_dir = Path(sweep_dir)
-    rows = summarize(sweep_dir)
+    rows = summarize(sweep_dir) if rows is None else rows
     if not rows:
         return None
     buffer = io.StringIO()
@@ -140,24 +140,25 @@ class SweepSummary(Callback):
     """Hydra callback: keeps ``<multirun dir>/sweep_summary.{csv,md}`` up to date (nothing in single runs)."""
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if in_sweep():
             self._write(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        paths = self._write(Path(config.hydra.sweep.dir))
+        paths, rows = self._write(Path(config.hydra.sweep.dir))
         if paths:
-            rows = summarize(config.hydra.sweep.dir)
             best = rows[0] if rows[0]["status"] == "ok" else None
             line = f"best: job {best['job']} ({best['overrides'] or 'no overrides'}) IoU {best['fine_tuned_iou']:.4f}"
             log.info("sweep summary: %s (%s)", paths[1], line if best else "no job finished")
 
     @staticmethod
-    def _write(sweep_dir: Path) -> tuple[Path, Path] | None:
+    def _write(sweep_dir: Path) -> tuple[tuple[Path, Path] | None, list[dict[str, Any]]]:
+        """Summarise and write; returns (the two paths or ``None``, the rows)."""
         try:
-            return write_summary(sweep_dir)
+            rows = summarize(sweep_dir)
+            return write_summary(sweep_dir, rows=rows), rows
         except OSError as error:  # a summary must never fail the sweep it summarises
             log.warning("sweep summary not written to %s: %s", sweep_dir, error)
-            return None
+            return None, []
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -77,7 +77,8 @@ def run(cfg: DictConfig) -> float:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except SIGTERMException as stop:
-        checkpoint = run_dir / "checkpoints" / "interrupted.ckpt"
+        written = [c.ckpt_path for c in trainer.callbacks if isinstance(c, OnExceptionCheckpoint)]
+        checkpoint = written[0] if written else run_dir / "checkpoints" / "last.ckpt"  # its callback turned off
         raise Interrupted(
             f"stopped by SIGTERM at step {trainer.global_step} (epoch {trainer.current_epoch}); checkpoint "
             f"{checkpoint}: resume with the same overrides + ckpt_path={checkpoint} hydra.run.dir={run_dir}"

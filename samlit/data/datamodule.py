@@ -216,34 +216,28 @@ class StaverDataModule(L.LightningDataModule):
         loader's position in every checkpoint, so a run resumed from a mid-epoch checkpoint (Ctrl-C, SIGTERM) sees
         the rest of that epoch's scans, and the next epochs, as an unbroken run does.
         """
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed else (1, 0)
+        loader, extra = DataLoader, {}
         if shuffle:
-            distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-            world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed else (1, 0)
             sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
             if self.trainer is not None:  # Lightning makes the iterator before its own set_epoch when resuming
                 sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
-            return StatefulDataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                sampler=sampler,
-                generator=torch.Generator().manual_seed(self.seed),
-                num_workers=self.num_workers,
-                collate_fn=collate_samples,
-                persistent_workers=self.num_workers > 0,
-            )
-        sampler = None
-        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
-            world = torch.distributed.get_world_size()
+            loader, extra = StatefulDataLoader, {"generator": torch.Generator().manual_seed(self.seed)}
+        elif distributed:
             if len(dataset) < world:
                 raise SamlitError(
                     f"{len(dataset)} scans in a val/test split for {world} DDP processes: every process needs one; "
                     "use more scans (data.val_fraction / data.test_fraction) or fewer trainer.devices"
                 )
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
+        else:
+            sampler = None
+        return loader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            **extra,
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,
