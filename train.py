@@ -3,13 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from samlit.errors import exit_on_user_error
+from samlit.launch.entry import entry
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-@exit_on_user_error
+@entry
 def main(cfg: DictConfig) -> float:
-    from samlit.train import main as train
+    from samlit.run.train import main as train
 
     return train(cfg)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from harness import bare_trainer, make_tuner, training_scans
 
-from samlit.cache import EmbeddingCache
-from samlit.embed import build_embeddings
-from samlit.sam import encode_image
+from samlit.model.embeddings import EmbeddingCache
+from samlit.model.sam import encode_image
+from samlit.run.embed import build_embeddings
 
 
 def main() -> None:

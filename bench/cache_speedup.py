@@ -19,10 +19,10 @@ import lightning as L
 import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
 
-from samlit.cache import EmbeddingCache
 from samlit.data.datamodule import StaverDataModule
-from samlit.embed import build_embeddings
-from samlit.module import SamFineTuner
+from samlit.model.embeddings import EmbeddingCache
+from samlit.model.module import SamFineTuner
+from samlit.run.embed import build_embeddings
 
 
 def epoch_seconds(tuner: SamFineTuner, datamodule: StaverDataModule, cache: EmbeddingCache) -> float:

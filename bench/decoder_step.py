@@ -25,9 +25,9 @@ import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
 from segment_anything.modeling import MaskDecoder
 
-from samlit.cache import EmbeddingCache
-from samlit.embed import build_embeddings
-from samlit.losses import DiceLoss
+from samlit.model.embeddings import EmbeddingCache
+from samlit.model.losses import DiceLoss
+from samlit.run.embed import build_embeddings
 
 
 def batched_decoder(
@@ -80,12 +80,12 @@ def main() -> None:
         # 1b. bare decoder loop on the same embeddings and boxes
         sam = tuner.sam.to(device)
         groups = [group for group in datamodule.train_dataloader().dataset]
-        fingerprint = tuner.encoder_fingerprint()
+        fingerprint = cache.fingerprint(tuner.sam)
         embeddings = [cache.get(fingerprint=fingerprint, image=g["image"], compute=None).to(device) for g in groups]
         image_pe = sam.prompt_encoder.get_dense_pe()
         with torch.no_grad():
             prompts = [sam.prompt_encoder(points=None, boxes=g["boxes"].to(device), masks=None) for g in groups]
-        targets = [g["low_res_masks"].to(device) for g in groups]
+        targets = [g["low_res_targets"].to(device) for g in groups]
         decoder, loss_fn = sam.mask_decoder.train(), DiceLoss()
         optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-4)
 

@@ -13,13 +13,14 @@ from typing import Any
 import lightning as L
 import torch
 
-from samlit.cache import EmbeddingCache
-from samlit.console import quiet_lightning
 from samlit.data.datamodule import SyntheticStaverDataModule
+from samlit.data.prompts import PromptSampler
 from samlit.data.staver import count_stamps
-from samlit.losses import DiceLoss
-from samlit.module import SamFineTuner
-from samlit.sam import build_sam
+from samlit.launch.console import quiet_lightning
+from samlit.model.embeddings import EmbeddingCache
+from samlit.model.losses import DiceLoss, SamLoss
+from samlit.model.module import SamFineTuner
+from samlit.model.sam import build_sam
 
 
 def training_scans(
@@ -33,7 +34,7 @@ def training_scans(
         image_size=image_size,
         val_fraction=0.0,
         test_fraction=0.0,
-        box_jitter=0.0,
+        prompts=PromptSampler(),
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -50,7 +51,7 @@ def make_tuner(model: str, cache: EmbeddingCache) -> SamFineTuner:
     torch.manual_seed(0)
     return SamFineTuner(
         sam=build_sam(model_type=model, weights="random"),
-        loss=DiceLoss(),
+        loss=SamLoss(mask=DiceLoss()),
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-4),
         embeddings=cache,
     )

@@ -12,19 +12,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-import samlit  # noqa: F401  (registers the configs' ${samlit.*:} resolvers, as the entry points do)
+import samlit.launch.resolvers  # noqa: F401  (registers the configs' ${samlit.*:} resolvers, as the entry points do)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
-# Small but real: the tiny SAM, a few 128 px synthetic scans, two epochs.
-FAST = [
-    "data.num_scans=10",
-    "data.image_size=128",
-    "trainer.max_epochs=2",
-    "trainer.accelerator=cpu",
-    "trainer.log_every_n_steps=1",
-]
+# Small but real: the tiny SAM, a few 128 px synthetic scans, two epochs (conf/debug/fast.yaml).
+FAST = ["debug=fast"]
 
 
 @pytest.fixture(autouse=True)

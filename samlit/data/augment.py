@@ -9,7 +9,6 @@ Image, instance masks and boxes go through the pipeline together; validation and
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,12 +16,13 @@ from dataclasses import replace
 import albumentations as A
 import numpy as np
 
+from samlit.core.seeds import stable_hash
 from samlit.data.staver import StampSample
 
 
 def view_seed(*, seed: int, key: str, view: int) -> int:
     """A 32-bit seed for (``seed``, scan ``key``, ``view``), the same on every machine and process."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}:{view}".encode()).digest()[:4], "little")
+    return stable_hash(seed, key, view) & 0xFFFFFFFF
 
 
 class ImageViews:

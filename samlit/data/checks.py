@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from samlit.core.errors import SamlitError
 from samlit.data.staver import ScanFiles
-from samlit.errors import SamlitError
 
 log = logging.getLogger(__name__)
 POLICIES = ("skip", "raise")

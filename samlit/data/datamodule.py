@@ -1,116 +1,26 @@
 """LightningDataModules over the StaVer layout: real scans (``data=staver``) or generated ones
-(``data=synthetic``, written in the same layout so the real reader is the one that runs)."""
+(``data=synthetic``, written in the same layout so the real reader is the one that runs). They find and check
+the scans, split them, and hand out ``StampDataset`` loaders (``samlit.data.dataset``)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
 from samlit.data.checks import BadScan, check_scans
-from samlit.data.prompts import jitter_boxes, sample_points
-from samlit.data.staver import ScanFiles, StampCensus, find_scans, read_scan, split_keys, stamp_census, with_ink
+from samlit.data.dataset import EpochSampler, StampDataset, collate_samples
+from samlit.data.prompts import PromptSampler
+from samlit.data.splits import split_keys
+from samlit.data.staver import ScanFiles, StampCensus, find_scans, stamp_census
 from samlit.data.synthetic import generate_synthetic_staver
-from samlit.data.transforms import to_sam_frame
-from samlit.errors import SamlitError
-
-Sample = dict[str, Any]
-
-
-class StampDataset(Dataset):
-    """One item per scan: all its stamps (box prompts + instance masks) in SAM's frame, see ``to_sam_frame``.
-
-    Args:
-        files: the scans.
-        box_jitter: training box prompts move each edge up to this fraction of the box side (0 = exact boxes).
-        min_region_area: region-map components smaller than this (px) are noise, not stamps.
-        augment: image views (``ImageViews``); each item is one of its ``views + 1`` views, drawn at random.
-        every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
-        positive_points, negative_points: point prompts drawn per stamp (ink / ink-free pixels in its box) and
-            given with the box, in a ``points_probability`` share of the items (the rest: the box alone).
-        seed: with the epoch and the index, seeds each item's random choices (view, jitter, points).
-
-    An item is asked for by index, or by ``(epoch, index)`` (``EpochSampler``): then its random choices are a
-    function of (seed, epoch, index) alone, not of the global RNG, so they do not depend on when it is fetched
-    (prefetching, workers, a resumed run).
-    """
-
-    def __init__(
-        self,
-        files: list[ScanFiles],
-        *,
-        box_jitter: float = 0.0,
-        min_region_area: int = 16,
-        augment: ImageViews | None = None,
-        every_view: bool = False,
-        positive_points: int = 0,
-        negative_points: int = 0,
-        points_probability: float = 0.5,
-        seed: int = 0,
-    ) -> None:
-        self.files = files
-        self.seed = seed
-        self.box_jitter = box_jitter
-        self.min_region_area = min_region_area
-        self.augment = augment
-        self.num_views = 1 + (augment.views if augment is not None else 0)
-        self.every_view = every_view
-        self.positive_points = positive_points
-        self.negative_points = negative_points
-        self.points_probability = points_probability
-
-    def __len__(self) -> int:
-        return len(self.files) * (self.num_views if self.every_view else 1)
-
-    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
-        generator = None
-        if isinstance(index, tuple):
-            epoch, index = index
-            generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
-        if self.every_view:
-            index, view = divmod(index, self.num_views)
-        else:
-            view = int(torch.randint(self.num_views, (), generator=generator)) if self.num_views > 1 else 0
-        sample = read_scan(self.files[index], min_region_area=self.min_region_area)
-        if view:
-            sample = self.augment(sample, view=view)
-        sample = with_ink(sample)
-        size = sample.image.shape[:2]
-        boxes = jitter_boxes(sample.boxes, fraction=self.box_jitter, image_size=size, generator=generator)
-        points = None
-        with_points = self.positive_points + self.negative_points > 0
-        if with_points and float(torch.rand((), generator=generator)) < self.points_probability:
-            points = sample_points(
-                sample.masks, boxes, positive=self.positive_points, negative=self.negative_points, generator=generator
-            )
-        return {**to_sam_frame(sample, boxes=boxes, points=points), "view": view}
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for one (seed, epoch, index) item."""
-    digest = hashlib.sha256(f"{seed}:{epoch}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-class EpochSampler(DistributedSampler):
-    """``DistributedSampler`` (seeded shuffle per epoch, this rank's share) yielding ``(epoch, index)`` keys."""
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        return ((epoch, index) for index in super().__iter__())
-
-
-def collate_samples(batch: list[Sample]) -> list[Sample]:
-    """Keep a batch as a list of per-image groups: images differ in size and stamp count."""
-    return batch
 
 
 class StaverDataModule(L.LightningDataModule):
@@ -120,6 +30,14 @@ class StaverDataModule(L.LightningDataModule):
     files, ground truth of another size: skipped with a warning, or an error with ``on_bad_file="raise"``, see
     ``samlit.data.checks``) and scans without a stamp that holds ink (a box prompt needs a stamp, a mask needs
     ink). Regions without ink and specks below ``min_region_area`` are counted and never become prompts.
+
+    Args:
+        root: the StaVer-layout folder. batch_size: images per step (each with all its stamps).
+        seed: decides the split (and, with the epoch, each training item's random choices).
+        val_fraction, test_fraction: shares of the scans with a stamp held out for val and test.
+        prompts: training prompts (``data.prompts``: box jitter, points); val and test get the exact boxes.
+        min_region_area: region-map components below this many px are noise. augment: training image views.
+        on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad scan.
     """
 
     def __init__(
@@ -131,12 +49,9 @@ class StaverDataModule(L.LightningDataModule):
         seed: int = 0,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
-        box_jitter: float = 0.1,
+        prompts: PromptSampler | None = None,
         min_region_area: int = 16,
         augment: ImageViews | None = None,
-        positive_points: int = 0,
-        negative_points: int = 0,
-        points_probability: float = 0.5,
         on_bad_file: str = "skip",
     ) -> None:
         super().__init__()
@@ -151,14 +66,9 @@ class StaverDataModule(L.LightningDataModule):
         self.seed = seed
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
-        self.box_jitter = box_jitter
+        self.prompts = prompts if prompts is not None else PromptSampler(box_jitter=0.1)
         self.min_region_area = min_region_area
         self.augment = augment if augment is not None and augment.views > 0 else None
-        self.points = {
-            "positive_points": positive_points,
-            "negative_points": negative_points,
-            "points_probability": points_probability,
-        }
         self.on_bad_file = on_bad_file
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
@@ -200,11 +110,10 @@ class StaverDataModule(L.LightningDataModule):
     def _dataset(self, split: str, *, train: bool) -> StampDataset:
         return StampDataset(
             self.splits[split],
-            box_jitter=self.box_jitter if train else 0.0,
+            prompts=self.prompts if train else None,
             min_region_area=self.min_region_area,
             augment=self.augment if train else None,
             seed=self.seed,
-            **(self.points if train else {}),
         )
 
     def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:

@@ -1,10 +1,56 @@
-"""Box prompts: the GT boxes come from the region maps (reader); training jitters them so the decoder does
-not learn that a prompt always touches the stamp's edge."""
+"""Prompts: the GT boxes come from the readers; training jitters them (so the decoder does not learn that a
+prompt always touches the stamp's edge) and may add point prompts. ``PromptSampler`` is the ``data.prompts``
+config node; val and test use its default (the exact boxes, no points)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+Points = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PromptSampler:
+    """Each training item's prompts.
+
+    Args:
+        box_jitter: each box edge moves up to this fraction of the box side (0 = exact boxes).
+        positive_points, negative_points: point prompts drawn per stamp (ink / ink-free pixels inside its box),
+            given with the box in a ``points_probability`` share of the items (the rest: the box alone).
+    """
+
+    box_jitter: float = 0.0
+    positive_points: int = 0
+    negative_points: int = 0
+    points_probability: float = 0.5
+
+    def __call__(
+        self, masks: np.ndarray, boxes: np.ndarray, *, generator: torch.Generator | None = None
+    ) -> tuple[np.ndarray, Points | None]:
+        """Prompts for one image: boxes (N, 4) float32 xyxy pixels and optional points (see ``sample_points``).
+
+        ``masks`` (N, H, W) bool; randomness from ``generator`` (default: torch's global RNG).
+        """
+        boxes = jitter_boxes(boxes, fraction=self.box_jitter, image_size=masks.shape[1:], generator=generator)
+        wants_points = self.positive_points + self.negative_points > 0
+        if not wants_points or float(torch.rand((), generator=generator)) >= self.points_probability:
+            return boxes, None
+        points = sample_points(
+            masks, boxes, positive=self.positive_points, negative=self.negative_points, generator=generator
+        )
+        return boxes, points
+
+
+def clip_boxes(boxes: np.ndarray, *, image_size: tuple[int, int]) -> np.ndarray:
+    """(N, 4) xyxy boxes clipped to an image of ``image_size`` (H, W); a copy, float32."""
+    height, width = image_size
+    out = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out
 
 
 def jitter_boxes(
@@ -26,10 +72,8 @@ def jitter_boxes(
         return boxes.copy()
     sides = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
     noise = (torch.rand(boxes.shape, generator=generator).numpy() * 2 - 1) * fraction
-    out = boxes + noise * sides
+    out = clip_boxes(boxes + noise * sides, image_size=image_size)
     height, width = image_size
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
     out[:, 2] = np.maximum(out[:, 2], np.minimum(out[:, 0] + 1, width))
     out[:, 3] = np.maximum(out[:, 3], np.minimum(out[:, 1] + 1, height))
     out[:, 0] = np.minimum(out[:, 0], out[:, 2] - 1)

@@ -13,14 +13,14 @@ The polarity of both ground-truth images is detected (background = majority valu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from samlit.errors import SamlitError
+from samlit.core.errors import SamlitError
+from samlit.core.images import read_gray, read_rgb
 
 SCANS_DIR = Path("scans", "scans")
 PIXEL_GT_DIR = Path("ground-truth-pixel", "ground-truth-pixel")
@@ -86,7 +86,7 @@ def find_scans(root: Path | str) -> list[ScanFiles]:
 
 def read_regions(path: Path | str, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
     """Stamps of a region map file: (labels (H, W) int32, 0 = background, 1..N; boxes (N, 4) float32 xyxy)."""
-    return label_regions(_read_gray(Path(path)), min_area=min_area)
+    return label_regions(read_gray(Path(path)), min_area=min_area)
 
 
 def label_regions(region_map: np.ndarray, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +120,9 @@ def detect_foreground(gray: np.ndarray) -> np.ndarray:
 
 def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampSample:
     """Read one scan: image (H, W, 3) RGB, masks (N, H, W) = ink & region i, boxes (N, 4) of the regions."""
-    image = _read_rgb(files.scan)
-    pixel_gt = _read_gray(files.pixel_gt)
-    region_map = _read_gray(files.region_map)
+    image = read_rgb(files.scan)
+    pixel_gt = read_gray(files.pixel_gt)
+    region_map = read_gray(files.region_map)
     for path, other in ((files.pixel_gt, pixel_gt), (files.region_map, region_map)):
         _check_same_size(files.scan, image, path, other)
     labels, boxes = label_regions(region_map, min_area=min_region_area)
@@ -150,8 +150,8 @@ class StampCensus:
 
 def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampCensus:
     """Count a scan's regions by kind, from its region map and pixel ground truth (no RGB decode)."""
-    region_map = _read_gray(files.region_map)
-    pixel_gt = _read_gray(files.pixel_gt)
+    region_map = read_gray(files.region_map)
+    pixel_gt = read_gray(files.pixel_gt)
     _check_same_size(files.region_map, region_map, files.pixel_gt, pixel_gt)
     labels, boxes = label_regions(region_map, min_area=min_region_area)
     components = cv2.connectedComponents(detect_foreground(region_map).view(np.uint8), connectivity=8)[0] - 1
@@ -164,60 +164,7 @@ def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) ->
     return stamp_census(files, min_region_area=min_region_area).stamps
 
 
-def split_keys(keys: Sequence[str], *, seed: int, val_fraction: float, test_fraction: float) -> dict[str, list[str]]:
-    """Deterministic train/val/test split: sort, permute with ``seed``, cut test then val; each sorted.
-
-    ``round(fraction * n)`` keys go to val and to test, at least one each when the fraction is > 0 and
-    there are 3 keys or more; train must keep at least one.
-    """
-    fractions = f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}"
-    in_range = all(0 <= fraction < 1 for fraction in (val_fraction, test_fraction))
-    if not in_range or val_fraction + test_fraction >= 1:
-        raise SamlitError(f"bad split {fractions}: each must be in [0, 1) and their sum below 1")
-    ordered = sorted(keys)
-    if not ordered:
-        raise SamlitError("no scans to split (every scan lacks a stamp, or the data set is empty)")
-    if len(set(ordered)) != len(ordered):
-        raise SamlitError("cannot split scans: duplicate keys")
-    n = len(ordered)
-    n_test = _split_size(n, test_fraction)
-    n_val = _split_size(n, val_fraction)
-    if n - n_test - n_val < 1:
-        raise SamlitError(
-            f"split of {n} scans with {fractions} leaves no training scan; lower the fractions or add scans"
-        )
-    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(n)]
-    return {
-        "train": sorted(shuffled[n_test + n_val :]),
-        "val": sorted(shuffled[n_test : n_test + n_val]),
-        "test": sorted(shuffled[:n_test]),
-    }
-
-
-def _split_size(n: int, fraction: float) -> int:
-    size = round(fraction * n)
-    return max(size, 1) if n >= 3 and fraction > 0 else size
-
-
 def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarray) -> None:
     if image.shape[:2] != other.shape[:2]:
         (h, w), (h2, w2) = image.shape[:2], other.shape[:2]
         raise SamlitError(f"size mismatch: {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
-
-
-def _read_gray(path: Path) -> np.ndarray:
-    """(H, W) uint8."""
-    return _imread(path, cv2.IMREAD_GRAYSCALE)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def _imread(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
-    if image is None:
-        problem = "is missing" if not path.exists() else "is not a readable image"
-        raise SamlitError(f"{path} {problem}")
-    return image

@@ -19,9 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from samlit.atomic import write_bytes
+from samlit.core.atomic import write_bytes
+from samlit.core.errors import SamlitError
+from samlit.core.images import write_png
 from samlit.data.staver import MIN_REGION_AREA, ScanFiles
-from samlit.errors import SamlitError
 
 GENERATOR_VERSION = 1
 MARKER_NAME = "synthetic.json"  # written last: the data set is complete
@@ -552,13 +553,6 @@ def _marker_bytes(params: dict[str, int]) -> bytes:
 
 def _write_scan(files: ScanFiles, scan: SyntheticScan) -> None:
     """The scan (RGB PNG) and its ground truths (grayscale PNG: ink / region 0, rest 255)."""
-    _write_png(files.scan, cv2.cvtColor(scan.image, cv2.COLOR_RGB2BGR))
-    _write_png(files.pixel_gt, np.where(scan.ink, 0, 255).astype(np.uint8))
-    _write_png(files.region_map, np.where(scan.regions, 0, 255).astype(np.uint8))
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise SamlitError(f"could not encode {path} as PNG")
-    write_bytes(path, encoded.tobytes())
+    write_png(files.scan, scan.image)
+    write_png(files.pixel_gt, np.where(scan.ink, 0, 255).astype(np.uint8))
+    write_png(files.region_map, np.where(scan.regions, 0, 255).astype(np.uint8))

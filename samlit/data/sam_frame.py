@@ -1,0 +1,77 @@
+"""SAM's input frame for one sample: exactly what ``SamPredictor.set_image`` does to an image, applied to boxes
+and masks too.
+
+The model later normalises and pads the resized image (``Sam.preprocess``); the decoder predicts logits in a
+256 x 256 frame that covers the padded 1024 x 1024 input, so the low-res targets are built in that frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from samlit.data.staver import StampSample
+
+LOW_RES = 256  # side of the mask decoder's output frame
+
+
+def to_sam_frame(
+    sample: StampSample,
+    *,
+    boxes: np.ndarray,
+    points: tuple[np.ndarray, np.ndarray] | None = None,
+    target_length: int = 1024,
+) -> dict[str, Any]:
+    """Resize one sample into SAM's frame.
+
+    Args:
+        sample: image (H, W, 3) uint8, masks (N, H, W) bool.
+        boxes: (N, 4) xyxy prompts in original pixels (the GT boxes, possibly jittered).
+        points: optional point prompts, coords (N, P, 2) xy in original pixels and labels (N, P) (see
+            ``samlit.data.prompts.sample_points``); returned as ``point_coords`` (resized frame) and ``point_labels``.
+        target_length: SAM's input long side (1024 for every SAM).
+
+    Returns:
+        dict with ``key``; ``image`` (3, h, w) uint8 with max(h, w) = target_length; ``boxes`` (N, 4) float32
+        in the resized frame and ``pixel_boxes`` (N, 4) float32 the same prompts in original pixels (figures);
+        ``masks`` (N, H, W) bool at original resolution (metrics, full-res loss); ``low_res_targets`` (N, 256,
+        256) float32 soft targets in the decoder frame (the decoder's *logits* in that frame are
+        ``low_res_logits``); ``original_size`` (H, W) and ``input_size`` (h, w) as tuples of ints.
+    """
+    resize = ResizeLongestSide(target_length)
+    original_size = (int(sample.image.shape[0]), int(sample.image.shape[1]))
+    image = resize.apply_image(sample.image)
+    input_size = (int(image.shape[0]), int(image.shape[1]))
+    masks = torch.from_numpy(np.ascontiguousarray(sample.masks))
+    prompts = {}
+    if points is not None:
+        coords, labels = points
+        resized = resize.apply_coords(coords.reshape(-1, 2), original_size).reshape(coords.shape)
+        prompts = {
+            "point_coords": torch.from_numpy(resized.astype(np.float32)),
+            "point_labels": torch.from_numpy(labels),
+        }
+    return {
+        "key": sample.key,
+        "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
+        "boxes": torch.from_numpy(resize.apply_boxes(boxes, original_size).astype(np.float32)),
+        "pixel_boxes": torch.from_numpy(np.asarray(boxes, dtype=np.float32)),
+        "masks": masks,
+        "low_res_targets": low_res_targets(masks, input_size=input_size, target_length=target_length),
+        "original_size": original_size,
+        "input_size": input_size,
+        **prompts,
+    }
+
+
+def low_res_targets(masks: torch.Tensor, *, input_size: tuple[int, int], target_length: int) -> torch.Tensor:
+    """(N, H, W) bool masks -> (N, 256, 256) float coverage in the decoder's frame (resize, pad, area-pool)."""
+    if masks.shape[0] == 0:
+        return torch.zeros(0, LOW_RES, LOW_RES)
+    resized = F.interpolate(masks[:, None].float(), size=input_size, mode="bilinear", align_corners=False)
+    padded = F.pad(resized, (0, target_length - input_size[1], 0, target_length - input_size[0]))
+    return F.interpolate(padded, size=(LOW_RES, LOW_RES), mode="area")[:, 0].clamp(0, 1)

@@ -1,0 +1,1 @@
+"""Hydra glue: entry-point wrapper, config resolvers, sweep summary, DDP workers, run-dir check, console."""

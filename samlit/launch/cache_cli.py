@@ -1,0 +1,41 @@
+"""``python -m samlit.cache info|clear``: inspect or clear the embedding cache (``samlit.model.embeddings``).
+
+python -m samlit.cache info  [--dir DIR] [--verify]   entries, bytes, corrupt entries per fingerprint
+python -m samlit.cache clear [--dir DIR] [--fingerprint F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from samlit.model.embeddings import DEFAULT_DIR, scan_cache
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m samlit.cache", description="Inspect or clear the cache.")
+    parser.add_argument("command", choices=["info", "clear"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"cache folder (default {DEFAULT_DIR})")
+    parser.add_argument("--verify", action="store_true", help="info: re-read every entry and count corrupt ones")
+    parser.add_argument("--fingerprint", help="clear: only this fingerprint folder (as `info` lists it)")
+    args = parser.parse_args(argv)
+    rows = scan_cache(args.dir, verify=args.verify)
+    if args.command == "info":
+        print(f"{args.dir}: {sum(r['entries'] for r in rows)} entries, {sum(r['bytes'] for r in rows) / 2**20:.1f} MiB")
+        for row in rows:
+            corrupt = "" if row["corrupt"] is None else f", {row['corrupt']} corrupt"
+            print(
+                f"  {row['fingerprint']}  {row['model_type']:>6}  {row['entries']} entries, "
+                f"{row['bytes'] / 2**20:.1f} MiB{corrupt}"
+            )
+        return 0
+    targets = [args.dir / r["fingerprint"] for r in rows if args.fingerprint in (None, r["fingerprint"])]
+    if args.fingerprint and not targets:
+        print(f"error: no fingerprint folder {args.fingerprint} under {args.dir} (see `info`)", file=sys.stderr)
+        return 2
+    for target in targets:
+        shutil.rmtree(target)
+    print(f"removed {len(targets)} fingerprint folder(s) from {args.dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""The model side: SAM (registry, weights, download), the embedding cache, losses, metrics, the LightningModule."""

@@ -1,0 +1,99 @@
+"""Lightning callbacks of a run: per-epoch curves (``MetricHistory``), val overlays on the dashboards
+(``ValOverlays``) and ``checkpoints/interrupted.ckpt`` on Ctrl-C, SIGTERM or an error (``InterruptCheckpoint``).
+The test pass's collector is ``samlit.run.testing.TestPredictions``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+from samlit.core.distributed import gather_by_key
+from samlit.run import dashboard
+from samlit.run.figures import CURVES, comparison, mean_iou, scan_image
+
+
+class MetricHistory(L.Callback):
+    """Per-epoch values of ``CURVES`` and of ``also`` (whatever the logger), for the report's curves and the
+    value sweepers optimise."""
+
+    def __init__(self, *, also: tuple[str, ...] = ()) -> None:
+        self.keys = tuple(dict.fromkeys((*CURVES, *also)))
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logged = trainer.callback_metrics
+        row = {k: float(logged[k]) for k in self.keys if k in logged}
+        self.epochs.append({"epoch": trainer.current_epoch, **row})
+
+    def best(self, key: str) -> float | None:
+        """The highest per-epoch value of ``key`` so far, or ``None``."""
+        values = [row[key] for row in self.epochs if key in row]
+        return max(values) if values else None
+
+
+class ValOverlays(L.Callback):
+    """Each ``every_n_epochs`` val epoch: ground truth | prediction (box prompts drawn) of the first ``count``
+    val scans by key (the same scans every epoch) as ``val/overlays`` images on W&B / TensorBoard.
+
+    Args:
+        count: val scans drawn.
+        every_n_epochs: log every this many val epochs.
+        max_side: long side of each logged panel, px.
+    """
+
+    def __init__(self, *, count: int = 2, every_n_epochs: int = 1, max_side: int = 384) -> None:
+        self.count = count
+        self.every_n_epochs = every_n_epochs
+        self.max_side = max_side
+        self._kept: list[dict[str, Any]] = []
+
+    def _active(self, trainer: L.Trainer) -> bool:
+        """The same answer on every rank (the gather below is a collective)."""
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs or not self.count:
+            return False
+        return any(isinstance(lg, WandbLogger | TensorBoardLogger) for lg in trainer.loggers)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._kept = []
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        if self._active(trainer):
+            self._kept = sorted([*self._kept, *(outputs or [])], key=lambda p: p["key"])[: self.count]
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active(trainer):
+            return
+        kept = gather_by_key(self._kept)[: self.count]
+        self._kept = []
+        if not trainer.is_global_zero:
+            return
+        images, captions = [], []
+        for predicted in kept:
+            truth, pred = predicted["masks"].numpy(), predicted["pred"].numpy()
+            title = f"IoU {mean_iou(pred, truth):.3f}"
+            picture = comparison(scan_image(predicted), truth, {title: pred}, predicted["pixel_boxes"].numpy())
+            images.append(dashboard.shrink(picture, max_side=2 * self.max_side))
+            captions.append(predicted["key"])
+        if images:
+            dashboard.log_images(
+                trainer.loggers, key="val/overlays", images=images, captions=captions, step=trainer.global_step
+            )
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Lightning's ``OnExceptionCheckpoint`` (saved in ``on_exception``), kept until a fit ends normally.
+
+    Lightning's deletes the file when any later trainer call ends; a resumed ``train.py`` runs its zero-shot
+    test before the fit that reads it, so that would delete it first.
+    """
+
+    def teardown(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.strategy.remove_checkpoint(self.ckpt_path)  # the fit finished: nothing left to resume

@@ -1,0 +1,112 @@
+"""Export the fine-tuned model: ``sam_<model>_finetuned.pth``, a full stock SAM state_dict that
+``segment_anything.sam_model_registry[model](checkpoint=...)`` loads as is, and ``sam_<model>_decoder.pth``, the
+mask decoder alone (stock ``mask_decoder.`` keys, a few MB) for ``model.decoder_weights=`` over official weights.
+
+    python -m samlit.export <run dir | run's .ckpt> [--weights official|<SAM .pth>] [--out DIR]
+
+rebuilds both files from a run's checkpoint (the frozen encoders come from the run's ``model.weights``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from segment_anything import sam_model_registry
+from segment_anything.modeling import Sam
+
+from samlit.core import atomic
+from samlit.core.errors import SamlitError
+from samlit.model.sam import build_sam
+
+
+def export_sam(sam: Sam, path: Path | str) -> Path:
+    """Save ``sam``'s full state_dict (stock key names, plain contiguous CPU tensors) atomically to ``path``.
+    Parameters are saved from where they are (no copy on CPU): vit_h is 2.5 GB."""
+    state = {key: value.detach().cpu().contiguous() for key, value in sam.state_dict().items()}
+    return atomic.torch_save(state, path)
+
+
+def load_exported(path: Path | str | None, *, model_type: str) -> Sam:
+    """Load an exported file the way a user would: ``sam_model_registry[model_type](checkpoint=path)`` for
+    vit_b/l/h (stock segment-anything), ``build_sam(model_type="tiny", weights=path)`` for tiny.
+    ``path=None``: the bare architecture (random initialisation)."""
+    if model_type in sam_model_registry:
+        return sam_model_registry[model_type](checkpoint=None if path is None else str(path))
+    return build_sam(model_type=model_type, weights="random" if path is None else str(path))
+
+
+def verify_export(sam: Sam, path: Path | str, *, model_type: str) -> None:
+    """Check ``path`` the way ``load_exported`` would use it, without a second model in memory: its keys and
+    shapes load strictly into a stock model built on the meta device, and every tensor (read memory-mapped)
+    equals ``sam``'s. Raises RuntimeError if not."""
+    reloaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    with torch.device("meta"):
+        stock = load_exported(None, model_type=model_type)
+    try:
+        stock.load_state_dict(reloaded, strict=True, assign=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"export check failed: {path} does not load into a stock {model_type}: {error}") from error
+    for key, value in sam.state_dict().items():
+        if not torch.equal(reloaded[key], value.detach().cpu()):
+            raise RuntimeError(f"export check failed: {path} differs from the trained model at {key}")
+
+
+def export_decoder(sam: Sam, path: Path | str) -> Path:
+    """Save the mask decoder alone, under stock key names (``mask_decoder.…``), atomically to ``path``."""
+    state = {f"mask_decoder.{k}": v.detach().cpu().contiguous() for k, v in sam.mask_decoder.state_dict().items()}
+    return atomic.torch_save(state, path)
+
+
+def export_run(sam: Sam, export_dir: Path, *, model_type: str) -> tuple[Path, Path]:
+    """Both exports of a fine-tuned ``sam`` into ``export_dir``, the full file checked against the model."""
+    full = export_sam(sam, export_dir / f"sam_{model_type}_finetuned.pth")
+    verify_export(sam, full, model_type=model_type)
+    return full, export_decoder(sam, export_dir / f"sam_{model_type}_decoder.pth")
+
+
+def run_checkpoint(source: Path) -> tuple[Path, Path]:
+    """``source`` (a run dir or one of its ``.ckpt``) -> (checkpoint, run dir). A run dir gives its best one."""
+    if source.is_file():
+        return source, source.parent.parent  # <run>/checkpoints/<name>.ckpt
+    metrics = source / "metrics.json"
+    best = OmegaConf.load(metrics).get("best_checkpoint") if metrics.is_file() else None
+    for candidate in (Path(best) if best else None, source / "checkpoints" / "last.ckpt"):
+        if candidate is not None and candidate.is_file():
+            return candidate, source
+    raise SamlitError(f"{source} holds no checkpoint (checkpoints/*.ckpt); pass a run dir of train.py or a .ckpt")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m samlit.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", type=Path, help="a train.py run dir, or a .ckpt of one")
+    parser.add_argument("--weights", help="base SAM weights (default: the run's model.weights)")
+    parser.add_argument("--out", type=Path, help="output folder (default: <run dir>/export)")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint, run_dir = run_checkpoint(args.source)
+        config_path = run_dir / "config_resolved.yaml"
+        if not config_path.is_file():
+            raise SamlitError(f"{config_path} not found: {checkpoint} does not sit in a train.py run dir")
+        model = OmegaConf.load(config_path).model
+        weights = args.weights or model.weights
+        if weights == "random":
+            raise SamlitError(
+                f"the run used model.weights=random, so its frozen encoder exists only in its full export; "
+                f"pass --weights {run_dir}/export/sam_{model.model_type}_finetuned.pth (or a SAM file)"
+            )
+        sam = build_sam(
+            model_type=model.model_type,
+            weights=weights,
+            weights_dir=model.get("weights_dir"),
+            decoder_weights=str(checkpoint),
+        )
+        full, decoder = export_run(sam, args.out or run_dir / "export", model_type=model.model_type)
+    except SamlitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{full}\n{decoder}")
+    return 0

@@ -1,0 +1,106 @@
+"""Pictures of a run: overlays (ground truth / predictions tinted on the scan, box prompts drawn), panels side by
+side, and the loss / IoU / Dice curves. Report, eval and dashboards draw with these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import torch
+
+from samlit.core import atomic
+from samlit.core.images import write_png
+from samlit.model.metrics import mask_scores
+from samlit.model.module import Prediction
+
+GT_COLOUR = (0, 170, 0)  # RGB
+PRED_COLOUR = (220, 0, 0)
+BOX_COLOUR = (0, 90, 255)
+CURVES = ("train/loss_epoch", "val/loss", "train/iou", "val/iou", "train/dice", "val/dice")
+
+
+def overlay(
+    image: np.ndarray,
+    masks: np.ndarray,
+    colour: tuple[int, int, int],
+    title: str,
+    boxes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Tint ``masks`` (N, H, W) bool on ``image`` (H, W, 3) uint8, draw ``boxes`` (N, 4) xyxy, write ``title``."""
+    out = image.copy()
+    union = masks.any(0) if len(masks) else np.zeros(image.shape[:2], bool)
+    out[union] = (0.45 * out[union] + 0.55 * np.array(colour)).astype(np.uint8)
+    for x0, y0, x1, y1 in np.asarray(boxes if boxes is not None else [], dtype=float).reshape(-1, 4).round():
+        cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), BOX_COLOUR, max(1, image.shape[1] // 400))
+    scale = max(image.shape[1] / 700, 0.4)
+    cv2.putText(out, title, (8, int(28 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
+    return out
+
+
+def comparison(
+    image: np.ndarray, truth: np.ndarray, predictions: dict[str, np.ndarray], boxes: np.ndarray | None = None
+) -> np.ndarray:
+    """Ground truth, then each of ``predictions`` ({title: (N, H, W) bool}), left to right, boxes drawn on all:
+    one (H, k * W, 3) uint8 RGB picture."""
+    panels = [overlay(image, truth, GT_COLOUR, "ground truth", boxes)]
+    panels += [overlay(image, masks, PRED_COLOUR, title, boxes) for title, masks in predictions.items()]
+    return np.concatenate(panels, axis=1)
+
+
+def scan_image(prediction: Prediction) -> np.ndarray:
+    """The scan of a val/test ``prediction`` at its original size (H, W, 3) uint8 RGB, from the SAM-frame image
+    the step already had (no scan is read again)."""
+    height, width = prediction["masks"].shape[1:]
+    frame = prediction["image"].permute(1, 2, 0).numpy()
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def mean_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean per-mask IoU of (N, H, W) bool arrays, for figure titles (NaN without masks)."""
+    if not len(truth):
+        return float("nan")
+    return float(mask_scores(torch.from_numpy(pred), torch.from_numpy(truth))[0].mean())
+
+
+def save_comparisons(out_dir: Path, *, before: list[Prediction], after: list[Prediction]) -> list[Path]:
+    """One PNG per image kept in both: ground truth | zero-shot | fine-tuned, box prompts drawn."""
+    paths = []
+    tuned = {p["key"]: p for p in after}
+    for zero in before:
+        if zero["key"] not in tuned:
+            continue
+        truth, zero_pred, tuned_pred = zero["masks"].numpy(), zero["pred"].numpy(), tuned[zero["key"]]["pred"].numpy()
+        titled = {
+            f"zero-shot IoU {mean_iou(zero_pred, truth):.3f}": zero_pred,
+            f"fine-tuned IoU {mean_iou(tuned_pred, truth):.3f}": tuned_pred,
+        }
+        picture = comparison(scan_image(zero), truth, titled, zero["pixel_boxes"].numpy())
+        paths.append(write_png(out_dir / f"{zero['key']}.png", picture))
+    return paths
+
+
+def save_curves(path: Path, epochs: list[dict[str, float]]) -> Path | None:
+    """Loss and IoU/Dice per epoch (train: decoder frame, val: original resolution) as one PNG."""
+    if not epochs:
+        return None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (loss_axes, score_axes) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = [row["epoch"] + 1 for row in epochs]
+    for axes, keys in ((loss_axes, CURVES[:2]), (score_axes, CURVES[2:])):
+        for key in keys:
+            values = [row.get(key, float("nan")) for row in epochs]
+            axes.plot(x, values, marker="o", label=key.replace("_epoch", ""))
+        axes.set_xlabel("epoch")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    loss_axes.set_title("loss")
+    score_axes.set_title("IoU / Dice")
+    figure.tight_layout()
+    with atomic.replacing(path) as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+    return path

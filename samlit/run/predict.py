@@ -1,0 +1,114 @@
+"""``python predict.py``: stamp masks for box prompts on new images, with any SAM weights (Meta's, a run's
+export, or official weights + ``model.decoder_weights``).
+
+    python predict.py model=vit_b model.weights=<pth> image=scan.png box=[x0,y0,x1,y1]
+    python predict.py ... image=scan.png box=[[x0,y0,x1,y1],[...]]
+    python predict.py ... image=<folder> boxes=<boxes.json>        # {"scan.png": [[x0,y0,x1,y1], ...], ...}
+
+Writes ``<stem>_mask_<i>.png`` (255 = stamp, the image's size), ``<stem>_overlay.png`` (image, masks, boxes)
+and ``predictions.json`` into the run dir (or ``output=``). The masks are what ``SamPredictor`` gives for the
+same weights, image and box (``tests/test_predict.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from segment_anything.modeling import Sam
+
+from samlit.core import atomic
+from samlit.core.errors import SamlitError
+from samlit.core.images import read_rgb, write_png
+from samlit.data.prompts import clip_boxes
+from samlit.data.sam_frame import to_sam_frame
+from samlit.data.staver import StampSample
+from samlit.model.sam import decode_prompts, encode_image
+from samlit.run.figures import PRED_COLOUR, overlay
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@torch.no_grad()
+def predict_masks(
+    sam: Sam, image: np.ndarray, boxes: np.ndarray, *, mask_threshold: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks for ``boxes`` (N, 4) xyxy pixels on ``image`` (H, W, 3) uint8 RGB: the path training uses
+    (``to_sam_frame``, frozen encoder, decoder, ``postprocess_masks``). Returns (N, H, W) bool and the
+    decoder's predicted IoU (N,)."""
+    device = next(sam.parameters()).device
+    height, width = image.shape[:2]
+    sample = StampSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
+    group = to_sam_frame(sample, boxes=np.asarray(boxes, np.float32))
+    embedding = encode_image(sam, group["image"])
+    logits, iou = decode_prompts(sam, embedding=embedding, boxes=group["boxes"].to(device))
+    full = sam.postprocess_masks(logits[:, None], group["input_size"], group["original_size"])[:, 0]
+    return (full > mask_threshold).cpu().numpy(), iou.cpu().numpy()
+
+
+def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np.ndarray:
+    """(N, 4) float boxes inside the image: boxes reaching outside are clipped with a warning; a box with no
+    area inside the image is a SamlitError."""
+    array = np.asarray(boxes, dtype=np.float32)
+    array = array[None] if array.ndim == 1 else array
+    if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0:
+        raise SamlitError(f"{source}: boxes must be [x0,y0,x1,y1] or a list of them, got {boxes}")
+    height, width = image_size
+    clipped = clip_boxes(array, image_size=image_size)
+    for before, after in zip(array, clipped, strict=True):
+        if after[2] <= after[0] or after[3] <= after[1]:
+            raise SamlitError(f"{source}: box {before.tolist()} has no area inside the {width}x{height} image")
+        if not np.array_equal(before, after):
+            log.warning("%s: box %s reaches outside the image; clipped to %s", source, before.tolist(), after.tolist())
+    return clipped
+
+
+def jobs(cfg: DictConfig) -> list[tuple[Path, Any]]:
+    """(image path, boxes) pairs from ``image`` + ``box`` or ``image`` (folder) + ``boxes`` (JSON file)."""
+    image = Path(str(cfg.image)).expanduser()
+    if image.is_file():
+        if cfg.box is None:
+            raise SamlitError(f"image={image}: pass box=[x0,y0,x1,y1] (or a list of boxes)")
+        return [(image, OmegaConf.to_container(cfg.box) if OmegaConf.is_config(cfg.box) else cfg.box)]
+    if not image.is_dir():
+        raise SamlitError(f"image={image}: no such file or folder")
+    if cfg.boxes is None or not Path(cfg.boxes).is_file():
+        raise SamlitError(f"image={image} is a folder: pass boxes=<JSON file> mapping image names to box lists")
+    try:
+        table = json.loads(Path(cfg.boxes).read_text())
+    except ValueError as error:
+        raise SamlitError(f"boxes={cfg.boxes}: not valid JSON ({error})") from None
+    found = sorted(p for p in image.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name in table)
+    if not found:
+        raise SamlitError(f"boxes={cfg.boxes} names no image of {image}")
+    return [(path, table[path.name]) for path in found]
+
+
+def main(cfg: DictConfig) -> list[dict[str, Any]]:
+    out_dir = Path(cfg.output or cfg.paths.output_dir).expanduser()
+    todo = jobs(cfg)  # every input checked before the model is built
+    sam = instantiate(cfg.model)
+    if torch.cuda.is_available() and cfg.device != "cpu":
+        sam = sam.to("cuda")
+    results = []
+    for path, raw_boxes in todo:
+        image = read_rgb(path)
+        boxes = checked_boxes(raw_boxes, image_size=image.shape[:2], source=str(path))
+        masks, scores = predict_masks(sam, image, boxes, mask_threshold=cfg.mask_threshold)
+        for i, (mask, box, score) in enumerate(zip(masks, boxes, scores, strict=True)):
+            mask_path = write_png(out_dir / f"{path.stem}_mask_{i}.png", mask.astype(np.uint8) * 255)
+            results.append(
+                {"image": str(path), "box": box.tolist(), "mask": str(mask_path), "predicted_iou": float(score)}
+            )
+        write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, masks, PRED_COLOUR, path.name, boxes))
+        log.info("%s: %d mask(s) -> %s", path.name, len(masks), out_dir)
+    atomic.write_text(out_dir / "predictions.json", json.dumps(results, indent=2) + "\n")
+    print(f"{len(results)} mask(s) for {len(todo)} image(s) in {out_dir}")
+    return results

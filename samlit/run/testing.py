@@ -1,0 +1,77 @@
+"""A test pass and what it yields: the logged metrics, a row per test image (IoU, Dice) and the predictions
+of a few images for figures, collected by a callback from what ``test_step`` returns (no scan read again)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+
+from samlit.core.distributed import gather_by_key
+from samlit.core.errors import SamlitError
+from samlit.model.metrics import scan_row
+from samlit.model.module import Prediction
+
+ORDERS = ("first", "worst")
+
+
+class TestPredictions(L.Callback):
+    """Collects each test pass: ``rows`` (every test image: key, masks, IoU, Dice) and ``kept``, the full
+    predictions of ``keep`` images: the ``first`` by key (the same images in every pass: before/after figures)
+    or the ``worst`` by IoU. Under DDP both are gathered from every rank.
+
+    Args:
+        keep: how many images keep their full prediction.
+        order: ``first`` or ``worst``.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *, keep: int = 4, order: str = "first") -> None:
+        if order not in ORDERS:
+            raise SamlitError(f"order={order!r} must be one of {', '.join(ORDERS)}")
+        self.keep = keep
+        self.order = order
+        self.rows: list[dict[str, Any]] = []
+        self.kept: list[Prediction] = []
+
+    def _rank(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ranked = sorted(items, key=(lambda p: p["key"]) if self.order == "first" else (lambda p: (p["iou"], p["key"])))
+        return ranked[: self.keep]
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.rows, self.kept = [], []
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        for predicted in outputs or []:
+            row = scan_row(predicted["key"], pred=predicted["pred"], truth=predicted["masks"])
+            self.rows.append(row)
+            self.kept = self._rank([*self.kept, {**predicted, "iou": row["iou"]}])
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.rows = gather_by_key(self.rows)
+        self.kept = self._rank(gather_by_key(self.kept))
+
+
+@dataclass
+class TestResult:
+    """``metrics``: ``iou``, ``dice``, ``n_masks`` over the test split; ``rows`` and ``kept``: see
+    ``TestPredictions``."""
+
+    __test__ = False
+
+    metrics: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[Prediction] = field(default_factory=list)
+
+
+def run_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, **test_kwargs: Any) -> TestResult:
+    """``trainer.test`` over the test split; ``trainer`` must carry a ``TestPredictions`` callback."""
+    (collector,) = [c for c in trainer.callbacks if isinstance(c, TestPredictions)]
+    (logged,) = trainer.test(module, datamodule=datamodule, verbose=False, **test_kwargs)
+    metrics = {"iou": float(logged["test/iou"]), "dice": float(logged["test/dice"])}
+    metrics["n_masks"] = int(logged["test/n_masks"])
+    return TestResult(metrics=metrics, rows=collector.rows, kept=collector.kept)

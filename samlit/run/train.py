@@ -1,0 +1,152 @@
+"""``python train.py``: zero-shot test -> fine-tune the mask decoder -> test the best checkpoint -> export
+-> report. The Hydra entry point only calls ``main(cfg)``.
+
+Under DDP (``trainer=ddp``) every rank runs this function (``samlit.launch.ddp``): all ranks build their share
+of the embedding cache, test, train and test again together; rank 0 alone writes files (config, export,
+figures, metrics.json, report) and the dashboards' images and tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from samlit.core import atomic
+from samlit.core.errors import SamlitError
+from samlit.core.images import read_rgb
+from samlit.run import dashboard, figures, report
+from samlit.run.embed import build_embeddings
+from samlit.run.export import export_run
+from samlit.run.setup import Job, group_choice, setup
+from samlit.run.testing import TestResult, run_test
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(SamlitError):
+    """The run was stopped (SIGTERM) after writing ``checkpoints/interrupted.ckpt``."""
+
+
+def main(cfg: DictConfig) -> float:
+    """Run the whole job; returns the best per-epoch value of ``cfg.optimized_metric`` (what sweepers optimise)."""
+    start = time.perf_counter()
+    run_dir = Path(cfg.paths.output_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    if rank_zero_only.rank == 0:
+        atomic.write_text(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(resolved))
+    job = setup(cfg, keep=cfg.figures)
+    trainer, module = job.trainer, job.module
+    for logger in job.loggers:
+        logger.log_hyperparams(resolved)  # the full resolved config (rank 0 only: Lightning's loggers say so)
+
+    build_embeddings(trainer=trainer, tuner=module, datamodule=job.datamodule)
+    log.info("zero-shot test")
+    zero_shot = run_test(trainer, module, job.datamodule)
+    fine_tune(job, ckpt_path=cfg.get("ckpt_path"), run_dir=run_dir)
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    log.info("fine-tuned test (checkpoint: %s)", best_path or "last weights")
+    fine_tuned = run_test(trainer, module, job.datamodule, ckpt_path=best_path or None, weights_only=True)
+    objective = optimized_value(job, cfg.optimized_metric, fallback=fine_tuned.metrics["iou"])
+    if trainer.is_global_zero:
+        write_outputs(
+            job,
+            cfg=cfg,
+            run_dir=run_dir,
+            zero_shot=zero_shot,
+            fine_tuned=fine_tuned,
+            best_path=best_path,
+            best_score=best_score,
+            start=start,
+        )
+    return objective
+
+
+def fine_tune(job: Job, *, ckpt_path: str | None, run_dir: Path) -> None:
+    """``trainer.fit``; a SIGTERM mid-fit becomes a one-line error naming the checkpoint to resume from."""
+    trainer = job.trainer
+    try:
+        trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException as stop:
+        written = [c.ckpt_path for c in trainer.callbacks if isinstance(c, OnExceptionCheckpoint)]
+        checkpoint = written[0] if written else run_dir / "checkpoints" / "last.ckpt"  # its callback turned off
+        raise Interrupted(
+            f"stopped by SIGTERM at step {trainer.global_step} (epoch {trainer.current_epoch}); checkpoint "
+            f"{checkpoint}: resume with the same overrides + ckpt_path={checkpoint} hydra.run.dir={run_dir}"
+        ) from stop
+
+
+def optimized_value(job: Job, key: str, *, fallback: float) -> float:
+    """The best per-epoch value of ``key``: the best checkpoint's score when that is what it monitors (it
+    survives a resume), else the best in this process's history; ``fallback`` when ``key`` was never logged."""
+    checkpoint = job.trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.monitor == key and checkpoint.best_model_score is not None:
+        return float(checkpoint.best_model_score)
+    best = job.history.best(key)
+    return best if best is not None else fallback
+
+
+def write_outputs(
+    job: Job,
+    *,
+    cfg: DictConfig,
+    run_dir: Path,
+    zero_shot: TestResult,
+    fine_tuned: TestResult,
+    best_path: str,
+    best_score: float | None,
+    start: float,
+) -> None:
+    """Rank 0: the export, figures, ``metrics.json``, ``report.md``, the dashboards' tables and images."""
+    trainer, module = job.trainer, job.module
+    model_type = cfg.model.model_type
+    export_path, decoder_path = export_run(module.sam, run_dir / "export", model_type=model_type)
+    drawn = figures.save_comparisons(run_dir / "figures", before=zero_shot.kept, after=fine_tuned.kept)
+    curves = figures.save_curves(run_dir / "figures" / "curves.png", job.history.epochs)
+    per_scan = dashboard.scan_table(zero_shot=zero_shot.rows, fine_tuned=fine_tuned.rows)
+    metrics = report.write_metrics(
+        run_dir / "metrics.json",
+        model=model_type,
+        loss=group_choice("loss", type(module.loss).__name__),
+        zero_shot=zero_shot.metrics,
+        fine_tuned=fine_tuned.metrics,
+        best_val_iou=float(best_score) if best_score is not None else None,
+        best_checkpoint=best_path,
+        export=str(export_path.relative_to(run_dir)),
+        export_decoder=str(decoder_path.relative_to(run_dir)),
+        epochs=trainer.current_epoch,
+        seed=cfg.seed,
+        data=job.datamodule.summary(),
+        embedding_cache={"mode": module.embeddings.mode, **asdict(module.embeddings.stats)},
+        wall_time_s=round(time.perf_counter() - start, 1),
+        world_size=trainer.world_size,
+        per_scan=per_scan,
+    )
+    report.write_markdown(
+        run_dir / "report.md",
+        metrics=metrics,
+        figures=drawn,
+        run_dir=run_dir,
+        overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        curves=curves,
+    )
+    dashboard.log_table(job.loggers, key="test/per_scan", rows=per_scan)
+    dashboard.log_images(
+        job.loggers,
+        key="test/overlays",
+        images=[dashboard.shrink(read_rgb(p), max_side=1152) for p in drawn],
+        captions=[p.stem for p in drawn],
+        step=trainer.global_step,
+    )
+    dashboard.close(job.loggers)
+    log.info("embedding cache: %s", module.embeddings.stats.line())
+    report.print_summary(metrics, run_dir=run_dir)

@@ -1,0 +1,129 @@
+"""Sweeps: the summary (a Hydra callback), Optuna, and DDP inside a multirun (one dir per job, never more)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from samlit.launch.sweep import summarize, write_summary
+from tests.conftest import REPO
+
+
+def fake_job(sweep_dir: Path, num: int, overrides: list[str], iou: float | None) -> None:
+    job = sweep_dir / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if iou is not None:
+        stage = {"iou": iou, "dice": 2 * iou / (1 + iou), "n_masks": 3}
+        zero_shot = {"iou": 0.01, "dice": 0.02, "n_masks": 3}
+        metrics = {"zero_shot": zero_shot, "fine_tuned": stage, "best_val_iou": iou, "wall_time_s": 12.5}
+        (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_summary_ranks_jobs_marks_the_best_and_keeps_failed_ones(tmp_path):
+    fake_job(tmp_path, 0, ["loss=dice", "optimizer.lr=1e-4", "data.root=/d"], 0.30)
+    fake_job(tmp_path, 1, ["loss=focal", "optimizer.lr=1e-4", "data.root=/d"], None)  # failed: no metrics
+    fake_job(tmp_path, 2, ["loss=dice", "optimizer.lr=1e-3", "data.root=/d"], 0.45)
+    fake_job(tmp_path, 10, ["loss=focal", "optimizer.lr=1e-3", "data.root=/d"], 0.10)
+    csv_path, md_path = write_summary(tmp_path)
+
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["job"] for r in rows] == ["2", "0", "10", "1"]
+    assert [r["best"] for r in rows] == ["True", "False", "False", "False"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "no metrics"]
+    assert rows[0]["overrides"] == "loss=dice optimizer.lr=1e-3"  # what varies; data.root is common
+    assert float(rows[0]["fine_tuned_iou"]) == pytest.approx(0.45) and rows[0]["run_dir"] == str(tmp_path / "2")
+
+    md = md_path.read_text()
+    assert "3 of 4 jobs have metrics" in md and "`data.root=/d`" in md
+    best_line = next(line for line in md.splitlines() if "**best**" in line)
+    assert "[2](2)" in best_line and "0.4500" in best_line
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp file
+
+
+def test_summary_of_no_jobs_writes_nothing(tmp_path):
+    assert write_summary(tmp_path) is None and summarize(tmp_path) == []
+    assert not (tmp_path / "sweep_summary.csv").exists()
+
+
+@pytest.mark.slow
+def test_summary_cli(tmp_path):
+    fake_job(tmp_path, 0, ["loss=dice"], 0.2)
+    result = subprocess.run([sys.executable, "-m", "samlit.sweep", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0 and "**best**" in result.stdout
+    empty = subprocess.run([sys.executable, "-m", "samlit.sweep", str(tmp_path / "none")], capture_output=True)
+    assert empty.returncode != 0
+
+
+def multirun(root: Path, *overrides: str, ok: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
+    command = [sys.executable, str(REPO / "train.py"), "-m", f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
+    result = subprocess.run([*command, *overrides], capture_output=True, text=True, timeout=900, cwd=root)
+    assert (result.returncode == 0) == ok, result.stderr[-4000:]
+    train = root / "outputs" / "train"
+    assert not (train / "runs").exists()  # no job, no DDP worker, made a single-run dir
+    (sweep_dir,) = (train / "multiruns").iterdir()
+    return result, sweep_dir
+
+
+SMALL = ["data.num_scans=16", "data.image_size=128", "trainer.max_epochs=1", "trainer.log_every_n_steps=1"]
+
+
+@pytest.mark.slow
+def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
+    """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> loss=dice,focal``: 2 jobs x 2 gloo processes,
+    then 2 jobs that fail on the missing file. Lightning's own launcher would start each worker as a new sweep
+    in new dirs; samlit's keeps every worker in its job's dir, and job 1 starts workers of its own after job 0's.
+    A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row."""
+    missing = tmp_path / "no-such-decoder.pth"
+    weights = f"model.decoder_weights=null,{missing}"
+    result, sweep_dir = multirun(tmp_path, *SMALL, "trainer=ddp_cpu", weights, "loss=dice,focal", ok=False)
+    assert f"error: {missing}" in result.stderr or str(missing) in result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+    for job in ("0", "1"):
+        job_dir = sweep_dir / job
+        metrics = json.loads((job_dir / "metrics.json").read_text())
+        assert metrics["world_size"] == 2
+        assert metrics["loss"] == ("dice" if job == "0" else "focal")
+        # every test stamp counted exactly once across the 2 ranks (no padding repeats)
+        assert metrics["fine_tuned"]["n_masks"] == metrics["zero_shot"]["n_masks"] == metrics["data"]["test_stamps"]
+        assert len(metrics["per_scan"]) == metrics["data"]["test_scans"]
+        assert (job_dir / "train_rank1.log").is_file()  # rank 1 ran inside this job's dir
+        exports = sorted(p.name for p in (job_dir / "export").iterdir())
+        assert exports == ["sam_tiny_decoder.pth", "sam_tiny_finetuned.pth"]
+        assert len(list((job_dir / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once (rank 0)
+    # one build for the sweep: job 0's ranks encoded each image once between them, job 1 encoded nothing
+    caches = [json.loads((sweep_dir / j / "metrics.json").read_text())["embedding_cache"] for j in ("0", "1")]
+    assert caches[1]["misses"] == 0
+    rows = list(csv.DictReader((sweep_dir / "sweep_summary.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "ok", "no metrics", "no metrics"] and rows[0]["best"] == "True"
+    assert {r["overrides"] for r in rows[:2]} == {
+        "model.decoder_weights=null loss=dice",
+        "model.decoder_weights=null loss=focal",
+    }
+    assert all(str(missing) in r["overrides"] for r in rows[2:])
+
+
+@pytest.mark.slow
+def test_optuna_sweep_runs_two_trials(tmp_path):
+    """``hparams_search=optuna`` with 2 trials: Optuna picks the values, train.py returns the objective."""
+    _, sweep_dir = multirun(tmp_path, *SMALL, "hparams_search=optuna", "hydra.sweeper.n_trials=2")
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "loss", "data.prompts.box_jitter"}
+    rows = list(csv.DictReader((sweep_dir / "sweep_summary.csv").open()))
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    # Optuna maximised what train.py returned: the best val IoU of a trial
+    assert results["best_value"] == pytest.approx(max(float(r["best_val_iou"]) for r in rows), abs=1e-6)
+    config = yaml.safe_load((sweep_dir / "0" / "config_resolved.yaml").read_text())
+    assert config["optimizer"]["lr"] == pytest.approx(results_of_trial(sweep_dir / "0")["optimizer.lr"])
+
+
+def results_of_trial(job_dir: Path) -> dict:
+    """The values Optuna gave a trial, as its job's overrides."""
+    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    return {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)}

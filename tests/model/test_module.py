@@ -1,0 +1,123 @@
+"""SamFineTuner: what trains, what stays frozen, how groups of prompts go through the decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from samlit.data.sam_frame import to_sam_frame
+from samlit.data.staver import StampSample
+
+
+def group(key: str, *, size: int = 96, n: int = 2, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (size, size + 16, 3), dtype=np.uint8)
+    masks = np.zeros((n, size, size + 16), bool)
+    boxes = []
+    for i in range(n):
+        x0, y0 = 5 + 40 * i, 10
+        masks[i, y0 : y0 + 30, x0 : x0 + 30] = True
+        boxes.append([x0, y0, x0 + 30, y0 + 30])
+    sample = StampSample(key=key, image=image, masks=masks, boxes=np.array(boxes, np.float32))
+    return to_sam_frame(sample, boxes=sample.boxes)
+
+
+@pytest.fixture
+def module(compose_cfg):
+    return instantiate(compose_cfg().module)
+
+
+def test_only_the_decoder_reaches_the_optimizer(module):
+    optimizer = module.configure_optimizers()
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    decoder = {id(p) for p in module.sam.mask_decoder.parameters()}
+    assert in_optimizer == decoder
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_freezing_after_a_step(module):
+    module.train()
+    assert module.sam.mask_decoder.training
+    assert not module.sam.image_encoder.training and not module.sam.prompt_encoder.training
+    loss, _ = module.model_step([group("a"), group("b", n=1, seed=1)], "train")
+    loss.backward()
+    assert all(p.grad is None for p in module.sam.image_encoder.parameters())
+    assert all(p.grad is None for p in module.sam.prompt_encoder.parameters())
+    grads = [p.grad for p in module.sam.mask_decoder.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_embedding_is_computed_once_per_image(module):
+    batch = [group("a"), group("b", seed=1)]
+    for _ in range(3):
+        module.model_step(batch, "val")
+    assert module.embeddings.stats.misses == 2 and module.embeddings.stats.hits == 4
+
+
+def test_images_in_a_batch_are_not_mixed(module):
+    """A group's masks depend only on its own image: batching two images == decoding each alone."""
+    module.eval()
+    a, b = group("a"), group("b", n=3, seed=1)
+    with torch.no_grad():
+        alone_a, _ = module(a)
+        alone_b, _ = module(b)
+        module.model_step([a, b], "val")
+        again_b, _ = module(b)
+    assert alone_a.shape == (2, 256, 256) and alone_b.shape == (3, 256, 256)
+    assert torch.allclose(alone_b, again_b)
+    assert not torch.allclose(alone_a[0], alone_b[0])
+
+
+def test_full_frame_loss_runs(compose_cfg):
+    module = instantiate(compose_cfg("module.loss_frame=full").module)
+    loss, _ = module.model_step([group("a")], "train")
+    assert torch.isfinite(loss)
+    with pytest.raises(Exception, match="loss_frame"):
+        instantiate(compose_cfg("module.loss_frame=mid").module)
+
+
+def test_checkpoints_leave_out_frozen_weights(module):
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["state_dict"] and all(k.startswith("sam.mask_decoder.") for k in checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=True)
+
+
+def test_bf16_mixed_fit_steps_run_on_cpu(module):
+    """``trainer.precision=bf16-mixed``: two real fit steps under Lightning's bf16 autocast on the CPU.
+
+    The images' embeddings are put in the cache beforehand under the bf16 fingerprint, computed in fp32: the bf16
+    encoder pass is ~25x slower than fp32 on a CPU without bf16 units. The decoder's forward, loss and backward
+    run in bf16 autocast, as in a GPU run.
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from samlit.model.sam import encode_image
+
+    groups = [group("a"), group("b", n=1, seed=1)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fingerprint = module.embeddings.fingerprint(module.sam)
+    with torch.no_grad():
+        for g in groups:
+            module.embeddings.get(
+                fingerprint=fingerprint, image=g["image"], compute=lambda g=g: encode_image(module.sam, g["image"])
+            )
+    before = [p.detach().clone() for p in module.sam.mask_decoder.parameters()]
+    trainer = L.Trainer(
+        precision="bf16-mixed",
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(groups, batch_size=2, collate_fn=list))
+    assert module.embeddings.stats.misses == 2  # the two prefilled entries: the fit itself encoded nothing
+    assert torch.isfinite(trainer.callback_metrics["train/loss_step"])
+    after = list(module.sam.mask_decoder.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))

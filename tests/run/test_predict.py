@@ -1,0 +1,107 @@
+"""samlit's predict path gives what stock ``SamPredictor`` gives; ``python predict.py`` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from samlit.model.sam import build_sam
+from samlit.run.export import export_sam, load_exported
+from samlit.run.predict import predict_masks
+from tests.conftest import REPO
+
+BOXES = np.array([[20, 30, 120, 110], [150, 60, 260, 170]], dtype=np.float32)
+
+
+def scan(seed: int = 0) -> np.ndarray:
+    """A smooth (H, W, 3) uint8 image with two dark blobs, so masks are not noise."""
+    ys, xs = np.mgrid[:200, :300]
+    image = np.full((200, 300, 3), 235, np.uint8)
+    for cx, cy in ((70, 70), (205, 115)):
+        image[np.hypot(xs - cx, ys - cy) < 35 + seed] = (180, 40, 60)
+    return image
+
+
+def stock_masks(sam, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    predictor = SamPredictor(sam)
+    predictor.set_image(image)
+    transformed = predictor.transform.apply_boxes_torch(torch.from_numpy(boxes), image.shape[:2])
+    masks, _, _ = predictor.predict_torch(None, None, boxes=transformed, multimask_output=False)
+    single, _, _ = predictor.predict(box=boxes[0], multimask_output=False)
+    assert np.array_equal(single[0], masks[0, 0].numpy())  # one box alone gives the same mask
+    return masks[:, 0].numpy()
+
+
+def tuned(model_type: str):
+    torch.manual_seed(0)
+    sam = build_sam(model_type=model_type)
+    with torch.no_grad():
+        for p in sam.mask_decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return sam
+
+
+def test_predict_matches_sam_predictor_tiny():
+    sam, image = tuned("tiny"), scan()
+    ours, scores = predict_masks(sam, image, BOXES)
+    assert ours.shape == (2, 200, 300) and scores.shape == (2,) and ours.any()
+    assert np.array_equal(ours, stock_masks(sam, image, BOXES))
+
+
+@pytest.mark.slow
+def test_exported_vit_b_in_stock_sam_predictor_matches_samlit(tmp_path):
+    """The check users do first: the exported file in stock segment-anything gives samlit's masks."""
+    sam = tuned("vit_b")
+    path = export_sam(sam, tmp_path / "sam_vit_b_finetuned.pth")
+    image = scan(1)
+    ours, _ = predict_masks(build_sam(model_type="vit_b", weights=str(path)), image, BOXES)
+    stock = stock_masks(load_exported(path, model_type="vit_b"), image, BOXES)  # sam_model_registry["vit_b"]
+    assert np.array_equal(ours, stock)
+
+
+def run_predict(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "predict.py"), f"paths.root_dir={tmp_path}", f"output={tmp_path}/out"]
+    return subprocess.run([*command, *overrides], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+@pytest.mark.slow
+def test_predict_cli_writes_masks_overlays_and_json(tmp_path):
+    image_dir = tmp_path / "scans"
+    image_dir.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(image_dir / name), scan())
+    result = run_predict(tmp_path, f"image={image_dir}/a.png", "box=[20,30,120,110]")
+    assert result.returncode == 0, result.stderr[-2000:]
+    mask = cv2.imread(str(tmp_path / "out" / "a_mask_0.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (200, 300) and set(np.unique(mask)) <= {0, 255}
+    assert (tmp_path / "out" / "a_overlay.png").is_file()
+
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a.png": BOXES.tolist(), "b.png": [BOXES[0].tolist()]}))
+    result = run_predict(tmp_path, f"image={image_dir}", f"boxes={boxes}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [(p["image"].rsplit("/", 1)[1], p["mask"].rsplit("/", 1)[1]) for p in predictions] == [
+        ("a.png", "a_mask_0.png"),
+        ("a.png", "a_mask_1.png"),
+        ("b.png", "b_mask_0.png"),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "box,needle",
+    [("[400,10,500,90]", "has no area inside the 300x200 image"), ("[1,2,3]", "boxes must be")],
+)
+def test_predict_cli_bad_box_is_one_line(tmp_path, box, needle):
+    cv2.imwrite(str(tmp_path / "a.png"), scan())
+    result = run_predict(tmp_path, f"image={tmp_path}/a.png", f"box={box}")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr[-2000:]

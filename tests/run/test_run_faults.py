@@ -1,0 +1,118 @@
+"""Faults during training: a NaN loss stops the run by name, checkpoints survive, writes fail cleanly."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from samlit.model.module import NonFiniteLoss
+from samlit.run.setup import instantiate_group
+from tests.conftest import FAST, REPO
+
+
+class NaNAfter(nn.Module):
+    """``loss`` until ``calls`` training calls have been made, NaN afterwards."""
+
+    def __init__(self, loss: nn.Module, *, calls: int) -> None:
+        super().__init__()
+        self.loss, self.calls, self.seen = loss, calls, 0
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
+        value = self.loss(logits, target, iou_pred)
+        if torch.is_grad_enabled():
+            self.seen += 1
+            if self.seen > self.calls:
+                return value * float("nan")
+        return value
+
+
+def test_nan_loss_stops_naming_step_and_batch_and_keeps_checkpoints(compose_cfg, tmp_path):
+    cfg = compose_cfg(*FAST, "trainer.max_epochs=3", "~callbacks.rich_progress_bar", "~callbacks.lr_monitor")
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    steps_per_epoch = len(datamodule.splits["train"])  # batch_size 1
+    module = instantiate(cfg.module)
+    module.loss = NaNAfter(module.loss, calls=steps_per_epoch + 1)  # epoch 0 whole, then 1 step of epoch 1
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.callbacks), logger=False)
+
+    with pytest.raises(NonFiniteLoss) as error:
+        trainer.fit(module, datamodule=datamodule)
+    message = str(error.value)
+    assert f"at step {steps_per_epoch + 1} (epoch 1, batch 1: scans stampDS-" in message
+    assert "nan" in message and "ckpt_path=" in message and "\n" not in message
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    kept = torch.load(last, weights_only=True)
+    assert kept["epoch"] == 0 and all(torch.isfinite(v).all() for v in kept["state_dict"].values())
+    # the update that the NaN would have made never happened
+    assert all(torch.isfinite(p).all() for p in module.sam.mask_decoder.parameters())
+
+
+def test_disk_full_while_writing_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    from samlit.core import atomic
+    from samlit.core.errors import WriteError
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    with pytest.raises(WriteError) as error:
+        atomic.write_text(target, "new")
+    assert str(target) in str(error.value) and "No space left on device" in str(error.value)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_cache_on_a_full_disk_names_the_cache_path(tmp_path, monkeypatch):
+    from samlit.core.errors import SamlitError
+    from samlit.model.embeddings import EmbeddingCache
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    cache = EmbeddingCache(mode="disk", root=tmp_path / "cache")
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(SamlitError) as error:
+        cache.get(fingerprint="f", image=image, compute=lambda: torch.zeros(1, 256, 64, 64))
+    message = str(error.value)
+    assert "embedding cache" in message and str(tmp_path / "cache") in message
+    assert message.count("No space left on device") == 1 and "paths.cache_dir" in message
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix == ".tmp"]
+
+
+@pytest.mark.slow
+def test_unwritable_run_dir_is_one_line_before_anything_runs(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={blocker}/sub", f"paths.cache_dir={tmp_path}/c"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write the run dir {blocker}/sub/outputs/train/runs/")
+    assert "Not a directory" in line and "paths.root_dir=" in line
+    sweep = subprocess.run(
+        [*command[:2], "-m", *command[2:], "loss=dice,focal"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert sweep.returncode == 2, sweep.stderr[-2000:]
+    assert sweep.stderr.startswith(f"error: cannot write the sweep dir {blocker}/sub/outputs/train/multiruns/")

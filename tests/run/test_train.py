@@ -1,0 +1,245 @@
+"""``python train.py`` end to end, as a user runs it (subprocess, real Hydra, tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FAST, REPO
+
+
+def run_train(root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
+    command += overrides
+    env = {**os.environ, "WANDB_MODE": "offline"}  # never the network, whatever this machine's W&B login
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=root, env=env)
+
+
+def only_run_dir(root: Path) -> Path:
+    (run_dir,) = (root / "outputs" / "train" / "runs").iterdir()
+    return run_dir
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted((root / "outputs" / "train" / "runs").iterdir())
+
+
+def check_export_cli(run_dir: Path, out: Path) -> None:
+    """``python -m samlit.export <run dir>`` rebuilds the same files from the run's best checkpoint."""
+    command = [sys.executable, "-m", "samlit.export", str(run_dir), "--out", str(out)]
+    refused = subprocess.run(command, capture_output=True, text=True)  # random base weights: not rebuildable
+    assert refused.returncode == 2 and "--weights" in refused.stderr and "Traceback" not in refused.stderr
+    full = run_dir / "export" / "sam_tiny_finetuned.pth"
+    subprocess.run([*command, "--weights", str(full)], check=True, capture_output=True)
+    original = torch.load(full, weights_only=True)
+    rebuilt = torch.load(out / "sam_tiny_finetuned.pth", weights_only=True)
+    assert rebuilt.keys() == original.keys() and all(torch.equal(rebuilt[k], original[k]) for k in original)
+    rebuilt_decoder = torch.load(out / "sam_tiny_decoder.pth", weights_only=True)
+    assert all(torch.equal(v, original[k]) for k, v in rebuilt_decoder.items())
+
+
+def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> None:
+    """``python eval.py`` with the run's export, on the same data and seed, gives the run's fine-tuned numbers."""
+    export = run_dir / "export" / "sam_tiny_finetuned.pth"
+    command = [sys.executable, str(REPO / "eval.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
+    result = subprocess.run([*command, *FAST, f"model.weights={export}"], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (eval_dir,) = (root / "outputs" / "eval" / "runs").iterdir()
+    evaluated = json.loads((eval_dir / "metrics.json").read_text())
+    for key in ("iou", "dice", "n_masks"):
+        assert evaluated[key] == pytest.approx(metrics["fine_tuned"][key], abs=1e-6), key
+    assert len(evaluated["per_image"]) == metrics["data"]["test_scans"]
+    assert evaluated["worst_case_figures"] and (eval_dir / evaluated["worst_case_figures"][0]).is_file()
+
+
+def check_schema(metrics: dict) -> None:
+    assert metrics["split"] == "test"
+    for stage in ("zero_shot", "fine_tuned"):
+        assert set(metrics[stage]) >= {"iou", "dice", "n_masks"}
+        assert isinstance(metrics[stage]["n_masks"], int) and metrics[stage]["n_masks"] > 0
+        assert 0.0 <= metrics[stage]["iou"] <= metrics[stage]["dice"] <= 1.0
+    assert metrics["zero_shot"]["n_masks"] == metrics["fine_tuned"]["n_masks"]
+
+
+def check_wandb_run(run_dir: Path, metrics: dict) -> None:
+    """The offline W&B run holds the config, the val overlays of each val epoch and the per-scan test table."""
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    media = wandb_run / "files" / "media"
+    val_overlays = list((media / "images" / "val").glob("overlays_*.png"))
+    kept = min(2, metrics["data"]["val_scans"])  # module.keep_val_predictions=2
+    assert len(val_overlays) == kept * metrics["epochs"]  # the same val scans, every val epoch
+    test_overlays = list((media / "images" / "test").glob("overlays_*.png"))
+    assert len(test_overlays) == min(4, metrics["data"]["test_scans"])  # the report's, module.keep_test_predictions=4
+    (table_file,) = (media / "table" / "test").glob("per_scan_*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
+    assert len(table["data"]) == metrics["data"]["test_scans"] == len(metrics["per_scan"])
+    assert list((wandb_run).glob("run-*.wandb"))  # the run's history and config (upload: wandb sync)
+
+
+def check_tensorboard(run_dir: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = events.Tags()
+    assert {"val/iou", "val/dice", "train/loss_epoch", "lr-Adam"} <= set(tags["scalars"])
+    assert any(t.startswith("val/overlays/") for t in tags["images"])
+    assert any(t.startswith("test/overlays/") for t in tags["images"])
+    assert any(t.startswith("test/per_scan") for t in tags["tensors"])  # the markdown table (a text summary)
+
+
+@pytest.mark.slow
+def test_train_end_to_end(tmp_path):
+    """Every artefact of a run, on a few small scans (too little training to judge the numbers), logged to CSV,
+    W&B (offline) and TensorBoard at once."""
+    result = run_train(tmp_path, *FAST, "logger=[csv,wandb,tensorboard]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["model"], metrics["loss"]) == ("tiny", "dice")
+    check_schema(metrics)
+    # each scan's embedding was computed exactly once over the cache build, zero-shot test, 2 epochs, final test
+    data, cache = metrics["data"], metrics["embedding_cache"]
+    num_scans = data["train_scans"] + data["val_scans"] + data["test_scans"]
+    assert cache["mode"] == "disk" and cache["misses"] == num_scans and cache["hits"] > num_scans
+    assert cache["corrupt"] == 0 and cache["bytes_written"] > num_scans * 256 * 64 * 64 * 2
+
+    export = run_dir / "export" / "sam_tiny_finetuned.pth"
+    state = torch.load(export, weights_only=True)
+    assert "mask_decoder.iou_token.weight" in state
+    decoder = torch.load(run_dir / metrics["export_decoder"], weights_only=True)
+    assert set(decoder) == {k for k in state if k.startswith("mask_decoder.")}
+    assert all(torch.equal(decoder[k], state[k]) for k in decoder)
+    check_export_cli(run_dir, tmp_path / "re-export")
+    check_eval_reproduces_the_run(tmp_path, run_dir, metrics)
+    assert list((run_dir / "checkpoints").glob("*.ckpt"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config_resolved.yaml").is_file()
+    report_md = (run_dir / "report.md").read_text()
+    assert "fine-tuned" in report_md and "`trainer.max_epochs=2`" in report_md and "figures/curves.png" in report_md
+    assert (run_dir / "figures" / "curves.png").stat().st_size > 10_000
+    assert list((run_dir / "figures").glob("*.png"))
+    assert str(run_dir) in result.stdout  # the closing table names the run dir
+    check_wandb_run(run_dir, metrics)
+    check_tensorboard(run_dir)
+
+    # the synthetic scans are generated once and reused by the next run
+    (data_dir,) = (tmp_path / "data").iterdir()
+    marker = data_dir / "synthetic.json"
+    assert marker.is_file() and metrics["data"]["root"] == str(data_dir)
+
+    # a second run on the same scans with the same encoder computes no embedding at all
+    result = run_train(tmp_path, *FAST, "trainer.max_epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads((run_dirs(tmp_path)[-1] / "metrics.json").read_text())["embedding_cache"]
+    assert again["misses"] == 0 and again["hits"] > num_scans and again["bytes_written"] == 0
+
+
+@pytest.mark.slow
+def test_default_run_beats_zero_shot(tmp_path):
+    """Plain ``python train.py`` (the README's first command): fine-tuning clearly improves on zero-shot."""
+    result = run_train(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
+    check_schema(metrics)
+    assert metrics["fine_tuned"]["iou"] > 2 * metrics["zero_shot"]["iou"], metrics
+    assert metrics["fine_tuned"]["dice"] > 2 * metrics["zero_shot"]["dice"], metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["data=staver"], "data.root"),
+        (["data=staver", "data.root=/no/such/staver"], "/no/such/staver"),
+        (["model.weights=/no/such.pth"], "/no/such.pth"),
+        (["model.decoder_weights=/no/such/decoder.pth"], "/no/such/decoder.pth"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, overrides, needle):
+    fast = [o for o in FAST if not (o.startswith("data.") and "data=staver" in overrides)]
+    result = run_train(tmp_path, *fast, *overrides)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_vit_b_random_runs_and_exports_for_stock_sam(tmp_path):
+    """The real-model path (vit_b, random weights since none can be downloaded here) on a handful of scans."""
+    result = run_train(
+        tmp_path,
+        "model=vit_b",
+        "model.weights=random",
+        "data.num_scans=6",
+        "data.image_size=64",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "vit_b" and metrics["fine_tuned"]["n_masks"] > 0
+
+    from segment_anything import sam_model_registry
+
+    sam = sam_model_registry["vit_b"](checkpoint=str(run_dir / "export" / "sam_vit_b_finetuned.pth"))
+    assert sum(p.numel() for p in sam.mask_decoder.parameters()) > 0
+
+
+@pytest.mark.slow
+def test_sigterm_and_kill_9_then_resume_give_the_same_result_as_an_unbroken_run(tmp_path):
+    """4 epochs straight vs a run that gets SIGTERM mid-epoch 1 (step 9: ``interrupted.ckpt``), is resumed from
+    it, gets ``kill -9`` mid-epoch 2 (step 15: nothing written, ``last.ckpt`` is epoch 1's) and is resumed from
+    that. Same run dir throughout. Metrics and the final decoder agree to 1e-5 (CPU)."""
+    fast = [o for o in FAST if not o.startswith("trainer.max_epochs")] + ["trainer.max_epochs=4"]
+    straight_root, broken_root = tmp_path / "straight", tmp_path / "broken"
+    for root in (straight_root, broken_root):
+        root.mkdir()
+    assert run_train(straight_root, *fast).returncode == 0
+    signal_at = "+callbacks.signal._target_=tests.signals.SignalAt"
+
+    stopped = run_train(broken_root, *fast, signal_at, "+callbacks.signal.step=9", "+callbacks.signal.signal=SIGTERM")
+    run_dir = only_run_dir(broken_root)
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    assert stopped.returncode == 2, stopped.stderr[-3000:]
+    (line,) = stopped.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: stopped by SIGTERM at step 9") and f"ckpt_path={interrupted}" in line
+    assert torch.load(interrupted, weights_only=True)["global_step"] == 9
+
+    same_dir = f"hydra.run.dir={run_dir}"
+    killed = run_train(
+        broken_root,
+        *fast,
+        f"ckpt_path={interrupted}",
+        same_dir,
+        signal_at,
+        "+callbacks.signal.step=15",
+        "+callbacks.signal.signal=SIGKILL",
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1  # the last whole epoch before the kill
+    resumed = run_train(broken_root, *fast, f"ckpt_path={last}", same_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    straight = json.loads((only_run_dir(straight_root) / "metrics.json").read_text())
+    finished = json.loads((run_dir / "metrics.json").read_text())
+    assert finished["epochs"] == straight["epochs"] == 4
+    for stage in ("zero_shot", "fine_tuned"):
+        for key in ("iou", "dice"):
+            assert finished[stage][key] == pytest.approx(straight[stage][key], abs=1e-5), (stage, key)
+    assert finished["best_val_iou"] == pytest.approx(straight["best_val_iou"], abs=1e-5)
+    # the decoder after epoch 4 (the best checkpoint may be an earlier epoch): the same weights
+    dirs = (only_run_dir(straight_root), run_dir)
+    ends = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in dirs]
+    assert ends[0]["epoch"] == ends[1]["epoch"] == 3
+    for key, value in ends[0]["state_dict"].items():
+        assert torch.allclose(ends[1]["state_dict"][key], value, atol=1e-5), key
