@@ -7,7 +7,7 @@ from samlit.launch.entry import entry
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-@entry
+@entry(quiet_ranks=True)
 def main(cfg: DictConfig) -> float:
     from samlit.run.train import main as train
 

@@ -15,7 +15,9 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
+from samlit.data.ceiling import frame_ceiling
 from samlit.data.checks import BadScan, check_scans
+from samlit.data.crops import check_crop
 from samlit.data.dataset import EpochSampler, StampDataset, collate_samples
 from samlit.data.prompts import PromptSampler
 from samlit.data.splits import split_keys
@@ -38,6 +40,8 @@ class StaverDataModule(L.LightningDataModule):
         prompts: training prompts (``data.prompts``: box jitter, points); val and test get the exact boxes.
         min_region_area: region-map components below this many px are noise. augment: training image views.
         on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad scan.
+        crop, crop_margin: the frame each stamp is seen through: ``none`` = the page, ``box`` = one item per stamp,
+            cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.crops``).
     """
 
     def __init__(
@@ -53,8 +57,11 @@ class StaverDataModule(L.LightningDataModule):
         min_region_area: int = 16,
         augment: ImageViews | None = None,
         on_bad_file: str = "skip",
+        crop: str = "none",
+        crop_margin: float = 0.1,
     ) -> None:
         super().__init__()
+        check_crop(crop, crop_margin)
         if root is None or not str(root).strip():
             raise SamlitError(
                 "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
@@ -70,6 +77,8 @@ class StaverDataModule(L.LightningDataModule):
         self.min_region_area = min_region_area
         self.augment = augment if augment is not None and augment.views > 0 else None
         self.on_bad_file = on_bad_file
+        self.crop = crop
+        self.crop_margin = crop_margin
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
         self.bad_scans: list[BadScan] = []
@@ -105,16 +114,33 @@ class StaverDataModule(L.LightningDataModule):
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
             **{f"{name}_stamps": sum(self.stamps[f.key] for f in files) for name, files in self.splits.items()},
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
+            "crop": self.crop,
+            "crop_margin": self.crop_margin if self.crop == "box" else None,
         }
 
-    def _dataset(self, split: str, *, train: bool) -> StampDataset:
+    def dataset(self, split: str, *, train: bool) -> StampDataset:
         return StampDataset(
             self.splits[split],
             prompts=self.prompts if train else None,
             min_region_area=self.min_region_area,
             augment=self.augment if train else None,
             seed=self.seed,
+            **self._frame(split),
         )
+
+    def _frame(self, split: str, *, crop: str | None = None) -> dict[str, Any]:
+        """The crop keys of a ``StampDataset`` over ``split`` (``crop``: another frame than the run's)."""
+        stamps = [self.stamps[f.key] for f in self.splits[split]]
+        return {"crop": crop or self.crop, "crop_margin": self.crop_margin, "stamps": stamps}
+
+    def frame_ceilings(self, split: str = "test") -> dict[str, Any]:
+        """Oracle IoU of ``split`` through the page and through box crops (``samlit.data.ceiling``)."""
+        return {
+            crop: frame_ceiling(
+                StampDataset(self.splits[split], min_region_area=self.min_region_area, **self._frame(split, crop=crop))
+            )
+            for crop in ("none", "box")
+        }
 
     def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
         """Under DDP, Lightning gives the training loader a ``DistributedSampler``; val and test get an unrepeated
@@ -155,19 +181,23 @@ class StaverDataModule(L.LightningDataModule):
     def embedding_dataloader(self) -> DataLoader:
         """Every image the run will encode: each training scan's views, then the val and test scans."""
         views = StampDataset(
-            self.splits["train"], min_region_area=self.min_region_area, augment=self.augment, every_view=True
+            self.splits["train"],
+            min_region_area=self.min_region_area,
+            augment=self.augment,
+            every_view=True,
+            **self._frame("train"),
         )
-        parts = [views, *(self._dataset(split, train=False) for split in ("val", "test"))]
+        parts = [views, *(self.dataset(split, train=False) for split in ("val", "test"))]
         return self._loader(ConcatDataset(parts), shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("train", train=True), shuffle=True)
+        return self._loader(self.dataset("train", train=True), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("val", train=False), shuffle=False)
+        return self._loader(self.dataset("val", train=False), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("test", train=False), shuffle=False)
+        return self._loader(self.dataset("test", train=False), shuffle=False)
 
 
 class SyntheticStaverDataModule(StaverDataModule):

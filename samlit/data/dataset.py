@@ -1,4 +1,5 @@
-"""One item per scan (all its stamps, in SAM's frame), the sampler that keys items by epoch, and the collate.
+"""Items in SAM's frame: one per scan (all its stamps, ``data.crop=none``) or one per stamp seen through a crop
+around its box (``data.crop=box``, ``samlit.data.crops``); the sampler that keys items by epoch; the collate.
 
 An item's random choices (augmentation view, box jitter, points) are a function of (seed, epoch, index) alone,
 never of the global RNG, so they do not depend on when or where the item is fetched (prefetching, workers, a
@@ -7,7 +8,7 @@ resumed run).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
+from samlit.data.crops import check_crop, crop_stamp
 from samlit.data.prompts import PromptSampler
 from samlit.data.sam_frame import to_sam_frame
 from samlit.data.staver import ScanFiles, read_scan, with_ink
@@ -23,7 +25,8 @@ Sample = dict[str, Any]
 
 
 class StampDataset(Dataset):
-    """One item per scan: all its stamps (box prompts + instance masks) in SAM's frame, see ``to_sam_frame``.
+    """One item per scan (all its stamps: box prompts + instance masks), or per stamp in crop mode, in SAM's
+    frame (``to_sam_frame``).
 
     Args:
         files: the scans.
@@ -32,6 +35,10 @@ class StampDataset(Dataset):
         augment: image views (``ImageViews``); each item is one of its ``views + 1`` views, drawn at random.
         every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
         seed: with the epoch and the index, seeds each item's random choices (view, jitter, points).
+        crop: ``none`` (the page is the frame) or ``box`` (each stamp through its crop; its key is
+            ``<scan key>-s<i>``, its ``crop_box`` where the crop sits on the page; views augment the crop).
+        crop_margin: the crop's margin, a fraction of the box's width / height on each side.
+        stamps: stamps with ink per scan (the datamodule's census), needed to list the crops.
 
     An item is asked for by index, or by ``(epoch, index)`` (``EpochSampler``): then its random choices are a
     function of (seed, epoch, index) alone.
@@ -46,8 +53,20 @@ class StampDataset(Dataset):
         augment: ImageViews | None = None,
         every_view: bool = False,
         seed: int = 0,
+        crop: str = "none",
+        crop_margin: float = 0.1,
+        stamps: Sequence[int] | None = None,
     ) -> None:
+        check_crop(crop, crop_margin)
+        if crop == "box" and (stamps is None or len(stamps) != len(files)):
+            raise ValueError("crop=box needs the number of stamps of every scan")
         self.files = files
+        self.crop_margin = crop_margin
+        self.items: list[tuple[int, int | None]] = (  # (scan index, stamp index; None: the whole page)
+            [(i, s) for i, n in enumerate(stamps) for s in range(n)]
+            if crop == "box"
+            else [(i, None) for i in range(len(files))]
+        )
         self.prompts = prompts if prompts is not None else PromptSampler()
         self.min_region_area = min_region_area
         self.augment = augment
@@ -56,7 +75,7 @@ class StampDataset(Dataset):
         self.seed = seed
 
     def __len__(self) -> int:
-        return len(self.files) * (self.num_views if self.every_view else 1)
+        return len(self.items) * (self.num_views if self.every_view else 1)
 
     def __getitem__(self, index: int | tuple[int, int]) -> Sample:
         generator = None
@@ -67,12 +86,18 @@ class StampDataset(Dataset):
             index, view = divmod(index, self.num_views)
         else:
             view = int(torch.randint(self.num_views, (), generator=generator)) if self.num_views > 1 else 0
-        sample = read_scan(self.files[index], min_region_area=self.min_region_area)
-        if view:
-            sample = self.augment(sample, view=view)
-        sample = with_ink(sample)
+        scan, stamp = self.items[index]
+        sample = read_scan(self.files[scan], min_region_area=self.min_region_area)
+        extra = {}
+        if stamp is None:
+            sample = self.augment(sample, view=view) if view else sample
+            sample = with_ink(sample)
+        else:
+            sample, window = crop_stamp(with_ink(sample), stamp, margin=self.crop_margin)
+            sample = with_ink(self.augment(sample, view=view)) if view else sample
+            extra = {"crop_box": window}
         boxes, points = self.prompts(sample.masks, sample.boxes, generator=generator)
-        return {**to_sam_frame(sample, boxes=boxes, points=points), "view": view}
+        return {**to_sam_frame(sample, boxes=boxes, points=points), "view": view, **extra}
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

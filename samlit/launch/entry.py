@@ -21,17 +21,22 @@ from samlit.launch.ddp import job_scope
 from samlit.launch.resolvers import in_sweep  # importing it registers the configs' ${samlit.*:} resolvers
 
 
-def entry(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate an entry point's job function (see the module docstring)."""
+def entry(func: Callable[..., Any] | None = None, *, quiet_ranks: bool = False) -> Any:
+    """Decorate an entry point's job function (see the module docstring): ``@entry`` or
+    ``@entry(quiet_ranks=True)`` (DDP ranks > 0 print warnings only; rank 0 tells the story)."""
 
-    @functools.wraps(func)
-    def job(*args: Any, **kwargs: Any) -> Any:
-        with job_scope():
-            quiet_lightning()
-            quiet_worker(rank_zero_only.rank)
-            return func(*args, **kwargs)
+    def decorate(job_function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(job_function)
+        def job(*args: Any, **kwargs: Any) -> Any:
+            with job_scope():
+                quiet_lightning()
+                if quiet_ranks:
+                    quiet_worker(rank_zero_only.rank)
+                return job_function(*args, **kwargs)
 
-    return exit_on_user_error(job)
+        return exit_on_user_error(job)
+
+    return decorate(func) if func is not None else decorate
 
 
 def exit_on_user_error(func: Callable[..., Any]) -> Callable[..., Any]:

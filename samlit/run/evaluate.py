@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 from samlit.core import atomic
 from samlit.core.images import write_png
 from samlit.model.module import Prediction
 from samlit.run.embed import build_embeddings
+from samlit.run.export import run_frame
 from samlit.run.figures import comparison, scan_image
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
@@ -39,9 +41,21 @@ def worst_case_figures(out_dir: Path, worst: list[Prediction]) -> list[Path]:
     return paths
 
 
+def use_run_frame(cfg: DictConfig) -> None:
+    """Weights from a train.py run, and no ``data.crop*`` override: evaluate in the run's own frame."""
+    given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    run = run_frame(cfg.model.get("decoder_weights"), cfg.model.get("weights"))
+    if run is None or any(o.lstrip("+~").startswith("data.crop") for o in given):
+        return
+    log.info("frame of the run that made these weights: data.crop=%s data.crop_margin=%s", *run.values())
+    with open_dict(cfg):
+        cfg.data.crop, cfg.data.crop_margin = run["crop"], run["crop_margin"]
+
+
 def main(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
+    use_run_frame(cfg)
     job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst")
     build_embeddings(trainer=job.trainer, tuner=job.module, datamodule=job.datamodule)
     tested = run_test(job.trainer, job.module, job.datamodule)
@@ -51,6 +65,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         "weights": str(cfg.model.weights),
         "decoder_weights": cfg.model.get("decoder_weights"),
         "split": "test",
+        "frame": {"crop": job.datamodule.crop, "crop_margin": job.datamodule.crop_margin},
         **tested.metrics,
         "data": job.datamodule.summary(),
         "per_image": sorted(tested.rows, key=lambda s: s["iou"]),

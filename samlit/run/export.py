@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -66,6 +67,17 @@ def export_run(sam: Sam, export_dir: Path, *, model_type: str) -> tuple[Path, Pa
     full = export_sam(sam, export_dir / f"sam_{model_type}_finetuned.pth")
     verify_export(sam, full, model_type=model_type)
     return full, export_decoder(sam, export_dir / f"sam_{model_type}_decoder.pth")
+
+
+def run_frame(*weights: str | None) -> dict[str, Any] | None:
+    """``{"crop", "crop_margin"}`` of the train.py run that wrote the first of ``weights`` that sits in a run dir
+    (``<run>/export/*.pth`` or ``<run>/checkpoints/*.ckpt``), or ``None``."""
+    for path in (Path(str(w)).expanduser() for w in weights if w and w not in ("official", "random")):
+        config = path.parent.parent / "config_resolved.yaml"
+        if path.is_file() and config.is_file():
+            data = OmegaConf.load(config).get("data", {})
+            return {"crop": data.get("crop", "none"), "crop_margin": data.get("crop_margin", 0.1)}
+    return None
 
 
 def run_checkpoint(source: Path) -> tuple[Path, Path]:

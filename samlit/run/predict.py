@@ -26,10 +26,12 @@ from segment_anything.modeling import Sam
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.core.images import read_rgb, write_png
+from samlit.data.crops import check_crop, crop_box, paste
 from samlit.data.prompts import clip_boxes
 from samlit.data.sam_frame import to_sam_frame
 from samlit.data.staver import StampSample
 from samlit.model.sam import decode_prompts, encode_image
+from samlit.run.export import run_frame
 from samlit.run.figures import PRED_COLOUR, overlay
 
 log = logging.getLogger(__name__)
@@ -38,11 +40,36 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 @torch.no_grad()
 def predict_masks(
-    sam: Sam, image: np.ndarray, boxes: np.ndarray, *, mask_threshold: float = 0.0
+    sam: Sam,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    *,
+    mask_threshold: float = 0.0,
+    crop: str = "none",
+    crop_margin: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks for ``boxes`` (N, 4) xyxy pixels on ``image`` (H, W, 3) uint8 RGB: the path training uses
-    (``to_sam_frame``, frozen encoder, decoder, ``postprocess_masks``). Returns (N, H, W) bool and the
+    (``to_sam_frame``, frozen encoder, decoder, ``postprocess_masks``). With ``crop="box"`` each box is seen
+    through its own crop (one encoder pass per box) and its mask pasted back. Returns (N, H, W) bool and the
     decoder's predicted IoU (N,)."""
+    check_crop(crop, crop_margin)
+    if crop == "none":
+        return _predict_frame(sam, image, boxes, mask_threshold=mask_threshold)
+    masks, scores = [], []
+    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
+        window = crop_box(box, margin=crop_margin, image_size=image.shape[:2])
+        x0, y0, x1, y1 = window
+        shifted = (box - np.array([x0, y0, x0, y0], np.float32))[None]
+        mask, score = _predict_frame(sam, image[y0:y1, x0:x1], shifted, mask_threshold=mask_threshold)
+        masks.append(paste(mask, window, image_size=image.shape[:2]))
+        scores.append(score)
+    return np.concatenate(masks), np.concatenate(scores)
+
+
+def _predict_frame(
+    sam: Sam, image: np.ndarray, boxes: np.ndarray, *, mask_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_masks`` with ``image`` (a page or a crop) as SAM's frame."""
     device = next(sam.parameters()).device
     height, width = image.shape[:2]
     sample = StampSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
@@ -91,9 +118,20 @@ def jobs(cfg: DictConfig) -> list[tuple[Path, Any]]:
     return [(path, table[path.name]) for path in found]
 
 
+def chosen_frame(cfg: DictConfig) -> dict[str, Any]:
+    """``crop`` / ``crop_margin`` as given, else the setting of the run whose weights these are, else the page."""
+    run = run_frame(cfg.model.get("decoder_weights"), cfg.model.get("weights")) or {}
+    crop = cfg.crop if cfg.crop is not None else run.get("crop", "none")
+    margin = cfg.crop_margin if cfg.crop_margin is not None else run.get("crop_margin", 0.1)
+    check_crop(crop, margin)
+    return {"crop": crop, "crop_margin": margin}
+
+
 def main(cfg: DictConfig) -> list[dict[str, Any]]:
     out_dir = Path(cfg.output or cfg.paths.output_dir).expanduser()
     todo = jobs(cfg)  # every input checked before the model is built
+    frame = chosen_frame(cfg)
+    log.info("frame: %s", f"box crops (margin {frame['crop_margin']})" if frame["crop"] == "box" else "whole image")
     sam = instantiate(cfg.model)
     if torch.cuda.is_available() and cfg.device != "cpu":
         sam = sam.to("cuda")
@@ -101,7 +139,7 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
     for path, raw_boxes in todo:
         image = read_rgb(path)
         boxes = checked_boxes(raw_boxes, image_size=image.shape[:2], source=str(path))
-        masks, scores = predict_masks(sam, image, boxes, mask_threshold=cfg.mask_threshold)
+        masks, scores = predict_masks(sam, image, boxes, mask_threshold=cfg.mask_threshold, **frame)
         for i, (mask, box, score) in enumerate(zip(masks, boxes, scores, strict=True)):
             mask_path = write_png(out_dir / f"{path.stem}_mask_{i}.png", mask.astype(np.uint8) * 255)
             results.append(

@@ -49,6 +49,8 @@ def write_markdown(
         f"| fine-tuned | {ft['iou']:.4f} | {ft['dice']:.4f} |",
         "",
     ]
+    if "frame" in metrics:
+        lines += frame_lines(metrics["frame"])
     if "data" in metrics:
         lines += ["## Data", "", *[f"- {k}: {v}" for k, v in metrics["data"].items()], ""]
     lines += ["## Config overrides", "", *([f"- `{o}`" for o in overrides] or ["- none (the defaults)"]), ""]
@@ -66,15 +68,34 @@ def write_markdown(
     return atomic.write_text(path, "\n".join(lines) + "\n")
 
 
+def frame_lines(frame: dict[str, Any]) -> list[str]:
+    """The frame the run saw its stamps through and the oracle ceilings of its test split (markdown lines)."""
+    mode = "box crop" if frame["crop"] == "box" else "whole page"
+    margin = f" (margin {frame['crop_margin']} of the box side)" if frame["crop"] == "box" else ""
+    ceiling = frame.get("ceiling") or {}
+    page, crop = (ceiling.get(k, {}).get("iou") for k in ("none", "box"))
+    return [
+        f"Frame: **{mode}**{margin}. The best IoU any decoder could reach on this test split (oracle: true masks "
+        f"pooled into the decoder's 256x256 frame, upsampled as SAM does, best threshold): through the page "
+        f"**{page}**, through a box crop **{crop}** (`data.crop=box`; see README, *Frame ceiling*).",
+        "",
+    ]
+
+
 def print_summary(metrics: dict, *, run_dir: Path) -> None:
-    """The short table at the end of a run."""
+    """The short table at the end of a run (and the frame's ceiling, when known)."""
+    frame = metrics.get("frame", {})
+    mode = {"box": ", box crops", "none": ", whole pages"}.get(frame.get("crop"), "")
     table = Table(
-        title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks)"
+        title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks{mode})"
     )
     for column in ("", "IoU", "Dice"):
         table.add_column(column)
     for name in ("zero_shot", "fine_tuned"):
         table.add_row(name.replace("_", "-"), f"{metrics[name]['iou']:.4f}", f"{metrics[name]['dice']:.4f}")
+    ceiling = frame.get("ceiling", {}).get(frame.get("crop"), {}).get("iou")
+    if ceiling is not None:
+        table.add_row("ceiling", f"{ceiling:.4f}", "", style="dim")
     console = Console()
     console.print(table)
     console.print(f"run dir: {run_dir}")

@@ -125,6 +125,11 @@ def write_outputs(
         export_decoder=str(decoder_path.relative_to(run_dir)),
         epochs=trainer.current_epoch,
         seed=cfg.seed,
+        frame={
+            "crop": job.datamodule.crop,
+            "crop_margin": job.datamodule.crop_margin,
+            "ceiling": job.datamodule.frame_ceilings("test"),
+        },
         data=job.datamodule.summary(),
         embedding_cache={"mode": module.embeddings.mode, **asdict(module.embeddings.stats)},
         wall_time_s=round(time.perf_counter() - start, 1),

@@ -96,9 +96,9 @@ def test_datamodule_walks_every_view_in_the_build_and_draws_one_in_training(comp
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    splits = {name: len(files) for name, files in datamodule.splits.items()}
+    items = {name: len(datamodule.dataset(name, train=False)) for name in datamodule.splits}  # crops or pages
     build = datamodule.embedding_dataloader().dataset
-    assert len(build) == 3 * splits["train"] + splits["val"] + splits["test"]
+    assert len(build) == 3 * items["train"] + items["val"] + items["test"]
     assert [build[i]["view"] for i in range(3)] == [0, 1, 2]
     assert {build[len(build) - 1]["view"]} == {0}  # test scans: never augmented
     train = datamodule.train_dataloader().dataset

@@ -89,5 +89,5 @@ def test_stamps_without_ink_and_specks_are_counted_and_never_trained_on(staver, 
     assert summary["regions_without_ink"] >= 1 and summary["regions_below_min_area"] >= 1
     assert scans[0].key not in {f.key for files in datamodule.splits.values() for f in files}
     for split in ("train", "val", "test"):
-        for item in datamodule._dataset(split, train=split == "train"):
+        for item in datamodule.dataset(split, train=split == "train"):
             assert len(item["boxes"]) > 0 and bool(item["masks"].flatten(1).any(1).all())

@@ -12,6 +12,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from samlit.data.crops import crop_box
 from samlit.model.sam import build_sam
 from samlit.run.export import export_sam, load_exported
 from samlit.run.predict import predict_masks
@@ -53,6 +54,22 @@ def test_predict_matches_sam_predictor_tiny():
     ours, scores = predict_masks(sam, image, BOXES)
     assert ours.shape == (2, 200, 300) and scores.shape == (2,) and ours.any()
     assert np.array_equal(ours, stock_masks(sam, image, BOXES))
+
+
+def test_crop_mode_is_stock_sam_predictor_on_each_crop_pasted_back():
+    """``crop=box``: each box through its own crop (README's ten lines), the mask pasted back at the image size."""
+    sam, image = tuned("tiny"), scan()
+    ours, scores = predict_masks(sam, image, BOXES, crop="box", crop_margin=0.15)
+    assert ours.shape == (2, 200, 300) and scores.shape == (2,)
+    for box, mask in zip(BOXES, ours, strict=True):
+        x0, y0, x1, y1 = crop_box(box, margin=0.15, image_size=image.shape[:2])
+        crop = image[y0:y1, x0:x1]
+        stock = stock_masks(sam, crop, (box - np.array([x0, y0, x0, y0], np.float32))[None])[0]
+        assert np.array_equal(mask[y0:y1, x0:x1], stock) and not mask[: max(y0, 1) - 1].any()
+        outside = mask.copy()
+        outside[y0:y1, x0:x1] = False
+        assert not outside.any()
+    assert not np.array_equal(ours, predict_masks(sam, image, BOXES)[0])  # another frame, other masks
 
 
 @pytest.mark.slow

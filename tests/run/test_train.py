@@ -54,8 +54,16 @@ def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> N
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
     for key in ("iou", "dice", "n_masks"):
         assert evaluated[key] == pytest.approx(metrics["fine_tuned"][key], abs=1e-6), key
-    assert len(evaluated["per_image"]) == metrics["data"]["test_scans"]
+    assert len(evaluated["per_image"]) == test_items(metrics)
     assert evaluated["worst_case_figures"] and (eval_dir / evaluated["worst_case_figures"][0]).is_file()
+
+
+def test_items(metrics: dict) -> int:
+    """Test items of a run: its test scans (``data.crop=none``) or its test stamps (``box``: one crop each)."""
+    return metrics["data"]["test_stamps" if metrics["frame"]["crop"] == "box" else "test_scans"]
+
+
+test_items.__test__ = False  # a helper, not a test
 
 
 def check_schema(metrics: dict) -> None:
@@ -72,14 +80,15 @@ def check_wandb_run(run_dir: Path, metrics: dict) -> None:
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     media = wandb_run / "files" / "media"
     val_overlays = list((media / "images" / "val").glob("overlays_*.png"))
-    kept = min(2, metrics["data"]["val_scans"])  # module.keep_val_predictions=2
+    val_items = metrics["data"]["val_stamps" if metrics["frame"]["crop"] == "box" else "val_scans"]
+    kept = min(2, val_items)  # callbacks.val_overlays.count=2
     assert len(val_overlays) == kept * metrics["epochs"]  # the same val scans, every val epoch
     test_overlays = list((media / "images" / "test").glob("overlays_*.png"))
-    assert len(test_overlays) == min(4, metrics["data"]["test_scans"])  # the report's, module.keep_test_predictions=4
+    assert len(test_overlays) == min(4, test_items(metrics))  # the report's figures=4
     (table_file,) = (media / "table" / "test").glob("per_scan_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
-    assert len(table["data"]) == metrics["data"]["test_scans"] == len(metrics["per_scan"])
+    assert len(table["data"]) == test_items(metrics) == len(metrics["per_scan"])
     assert list((wandb_run).glob("run-*.wandb"))  # the run's history and config (upload: wandb sync)
 
 
@@ -105,11 +114,12 @@ def test_train_end_to_end(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (metrics["model"], metrics["loss"]) == ("tiny", "dice")
     check_schema(metrics)
-    # each scan's embedding was computed exactly once over the cache build, zero-shot test, 2 epochs, final test
+    # each image's embedding was computed exactly once over the cache build, zero-shot test, 2 epochs, final test
     data, cache = metrics["data"], metrics["embedding_cache"]
-    num_scans = data["train_scans"] + data["val_scans"] + data["test_scans"]
-    assert cache["mode"] == "disk" and cache["misses"] == num_scans and cache["hits"] > num_scans
-    assert cache["corrupt"] == 0 and cache["bytes_written"] > num_scans * 256 * 64 * 64 * 2
+    unit = "stamps" if metrics["frame"]["crop"] == "box" else "scans"  # what each image is: a crop or a page
+    num_images = data[f"train_{unit}"] + data[f"val_{unit}"] + data[f"test_{unit}"]
+    assert cache["mode"] == "disk" and cache["misses"] == num_images and cache["hits"] > num_images
+    assert cache["corrupt"] == 0 and cache["bytes_written"] > num_images * 256 * 64 * 64 * 2
 
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
     state = torch.load(export, weights_only=True)
@@ -138,7 +148,7 @@ def test_train_end_to_end(tmp_path):
     result = run_train(tmp_path, *FAST, "trainer.max_epochs=1")
     assert result.returncode == 0, result.stderr[-3000:]
     again = json.loads((run_dirs(tmp_path)[-1] / "metrics.json").read_text())["embedding_cache"]
-    assert again["misses"] == 0 and again["hits"] > num_scans and again["bytes_written"] == 0
+    assert again["misses"] == 0 and again["hits"] > num_images and again["bytes_written"] == 0
 
 
 @pytest.mark.slow
@@ -163,7 +173,7 @@ def test_default_run_beats_zero_shot(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(tmp_path, overrides, needle):
-    fast = [o for o in FAST if not (o.startswith("data.") and "data=staver" in overrides)]
+    fast = FAST if "data=staver" not in overrides else ["trainer.accelerator=cpu"]  # debug=fast sizes synthetic data
     result = run_train(tmp_path, *fast, *overrides)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
