@@ -3,6 +3,7 @@ side, and the loss / IoU / Dice curves. Report, eval and dashboards draw with th
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from samlit.model.module import Prediction
 GT_COLOUR = (0, 170, 0)  # RGB
 PRED_COLOUR = (220, 0, 0)
 BOX_COLOUR = (0, 90, 255)
+MIN_SIDE = 400  # px: smaller pictures are enlarged for the figures
 CURVES = ("train/loss_epoch", "val/loss", "train/iou", "val/iou", "train/dice", "val/dice")
 
 
@@ -43,10 +45,22 @@ def comparison(
     image: np.ndarray, truth: np.ndarray, predictions: dict[str, np.ndarray], boxes: np.ndarray | None = None
 ) -> np.ndarray:
     """Ground truth, then each of ``predictions`` ({title: (N, H, W) bool}), left to right, boxes drawn on all:
-    one (H, k * W, 3) uint8 RGB picture."""
+    one (H, k * W, 3) uint8 RGB picture. Small images (a stamp's crop) are enlarged by an integer factor to at
+    least ``MIN_SIDE`` px, pixels kept sharp, so strokes and titles can be read."""
+    factor = max(1, math.ceil(MIN_SIDE / max(image.shape[:2])))
+    if factor > 1:
+        image, truth = enlarge(image, factor), enlarge(truth, factor)
+        predictions = {title: enlarge(masks, factor) for title, masks in predictions.items()}
+        boxes = None if boxes is None else np.asarray(boxes, dtype=float) * factor
     panels = [overlay(image, truth, GT_COLOUR, "ground truth", boxes)]
     panels += [overlay(image, masks, PRED_COLOUR, title, boxes) for title, masks in predictions.items()]
     return np.concatenate(panels, axis=1)
+
+
+def enlarge(array: np.ndarray, factor: int) -> np.ndarray:
+    """(..., H, W[, 3]) -> each pixel a ``factor`` x ``factor`` block (image (H, W, 3) or masks (N, H, W))."""
+    rows, cols = (-3, -2) if array.ndim == 3 and array.shape[-1] == 3 and array.dtype == np.uint8 else (-2, -1)
+    return array.repeat(factor, axis=rows).repeat(factor, axis=cols)
 
 
 def scan_image(prediction: Prediction) -> np.ndarray:

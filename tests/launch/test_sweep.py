@@ -79,10 +79,12 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> loss=dice,focal``: 2 jobs x 2 gloo processes,
     then 2 jobs that fail on the missing file. Lightning's own launcher would start each worker as a new sweep
     in new dirs; samlit's keeps every worker in its job's dir, and job 1 starts workers of its own after job 0's.
-    A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row."""
+    A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row. Page frame
+    (``data.crop=none``): the other tests run the default box crops."""
     missing = tmp_path / "no-such-decoder.pth"
     weights = f"model.decoder_weights=null,{missing}"
-    result, sweep_dir = multirun(tmp_path, *SMALL, "trainer=ddp_cpu", weights, "loss=dice,focal", ok=False)
+    page = "data.crop=none"
+    result, sweep_dir = multirun(tmp_path, *SMALL, page, "trainer=ddp_cpu", weights, "loss=dice,focal", ok=False)
     assert f"error: {missing}" in result.stderr or str(missing) in result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     for job in ("0", "1"):

@@ -151,15 +151,21 @@ def test_train_end_to_end(tmp_path):
     assert again["misses"] == 0 and again["hits"] > num_images and again["bytes_written"] == 0
 
 
+DEFAULT_RUN_IOU = 0.5251  # README, Quick start: `python train.py` (seed 0) on a 2-core CPU
+
+
 @pytest.mark.slow
-def test_default_run_beats_zero_shot(tmp_path):
-    """Plain ``python train.py`` (the README's first command): fine-tuning clearly improves on zero-shot."""
+def test_default_run_learns_stamps(tmp_path):
+    """Plain ``python train.py`` (the README's first command) reaches the README's fine-tuned IoU, less a margin
+    for another CPU's float rounding; box crops, with the frame's ceiling above it."""
     result = run_train(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
     check_schema(metrics)
-    assert metrics["fine_tuned"]["iou"] > 2 * metrics["zero_shot"]["iou"], metrics
-    assert metrics["fine_tuned"]["dice"] > 2 * metrics["zero_shot"]["dice"], metrics
+    assert metrics["frame"]["crop"] == "box" and metrics["seed"] == 0
+    assert metrics["fine_tuned"]["iou"] >= DEFAULT_RUN_IOU - 0.08, metrics["fine_tuned"]
+    assert metrics["fine_tuned"]["iou"] > 3 * metrics["zero_shot"]["iou"], metrics
+    assert metrics["fine_tuned"]["iou"] < metrics["frame"]["ceiling"]["box"]["iou"] <= 1.0
 
 
 @pytest.mark.slow
