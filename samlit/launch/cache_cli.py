@@ -7,11 +7,10 @@ python -m samlit.cache clear [--dir DIR] [--fingerprint F]
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
-from samlit.model.embeddings import DEFAULT_DIR, scan_cache
+from samlit.model.embeddings import DEFAULT_DIR, clear_folder, scan_cache
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -21,6 +20,12 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", action="store_true", help="info: re-read every entry and count corrupt ones")
     parser.add_argument("--fingerprint", help="clear: only this fingerprint folder (as `info` lists it)")
     args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        problem = "does not exist" if not args.dir.exists() else "is not a folder"
+        print(
+            f"error: --dir {args.dir} {problem}; the embedding cache is <paths.cache_dir>/embeddings", file=sys.stderr
+        )
+        return 2
     rows = scan_cache(args.dir, verify=args.verify)
     if args.command == "info":
         print(f"{args.dir}: {sum(r['entries'] for r in rows)} entries, {sum(r['bytes'] for r in rows) / 2**20:.1f} MiB")
@@ -35,7 +40,8 @@ def cli(argv: list[str] | None = None) -> int:
     if args.fingerprint and not targets:
         print(f"error: no fingerprint folder {args.fingerprint} under {args.dir} (see `info`)", file=sys.stderr)
         return 2
-    for target in targets:
-        shutil.rmtree(target)
-    print(f"removed {len(targets)} fingerprint folder(s) from {args.dir}")
+    for target in targets:  # only what the cache wrote: anything else in there stays, and is named
+        for path in clear_folder(target):
+            print(f"kept {path}: not written by the embedding cache")
+    print(f"removed {len(targets)} fingerprint folder(s) from {args.dir} (other files and folders there untouched)")
     return 0

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 MODES = ("disk", "memory", "none")
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 ENTRY_SUFFIX = ".emb"
+FOLDER_NAME = re.compile(r"[0-9a-f]{16}-(" + "|".join(DTYPES) + ")")  # <fingerprint>-<dtype>
+FAN_OUT = re.compile(r"[0-9a-f]{2}")
 DEFAULT_DIR = Path(os.environ.get("SAMLIT_CACHE", "~/.cache/samlit")).expanduser() / "embeddings"
 
 
@@ -235,10 +238,17 @@ class EmbeddingCache:
             ) from error
 
 
+def cache_folders(root: Path) -> list[Path]:
+    """The fingerprint folders under ``root`` that this cache wrote (``<16 hex digits>-<dtype>``); nothing else."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and FOLDER_NAME.fullmatch(p.name))
+
+
 def scan_cache(root: Path, *, verify: bool) -> list[dict[str, object]]:
     """One row per fingerprint folder: entries, bytes, corrupt entries (with ``verify``), meta."""
     rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    for folder in cache_folders(root):
         entries = list(folder.glob(f"*/*{ENTRY_SUFFIX}"))
         corrupt = 0
         if verify:
@@ -247,15 +257,31 @@ def scan_cache(root: Path, *, verify: bool) -> list[dict[str, object]]:
                     decode_entry(entry.read_bytes())
                 except CorruptEntry:
                     corrupt += 1
-        meta_path = folder / "meta.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):  # missing or damaged: the entries still count
+            meta = {}
         rows.append(
             {
                 "fingerprint": folder.name,
                 "entries": len(entries),
                 "bytes": sum(e.stat().st_size for e in entries),
                 "corrupt": corrupt if verify else None,
-                "model_type": meta.get("model_type", "?"),
+                "model_type": meta.get("model_type", "?") if isinstance(meta, dict) else "?",
             }
         )
     return rows
+
+
+def clear_folder(folder: Path) -> list[Path]:
+    """Delete what the cache wrote in a fingerprint folder (entries, their temp files, ``meta.json``) and the
+    folders that become empty. Returns what was left because the cache did not write it."""
+    for path in [*folder.glob(f"*/*{ENTRY_SUFFIX}"), *folder.glob(f"*/.*{ENTRY_SUFFIX}.*.tmp"), folder / "meta.json"]:
+        path.unlink(missing_ok=True)
+    for fan_out in folder.iterdir():
+        if fan_out.is_dir() and FAN_OUT.fullmatch(fan_out.name) and not any(fan_out.iterdir()):
+            fan_out.rmdir()
+    left = sorted(folder.rglob("*"))
+    if not left:
+        folder.rmdir()
+    return left

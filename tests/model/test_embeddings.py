@@ -218,8 +218,21 @@ def test_cli_info_verify_and_clear(tmp_path):
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         return result.stdout
 
+    weights = tmp_path / "weights" / "sam_vit_b_01ec64.pth"  # $SAMLIT_CACHE/weights beside a user's clear --dir
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    other = tmp_path / "fedcba9876543210-float32" / "notes.txt"  # named like a cache folder, not the cache's file
+    other.parent.mkdir()
+    other.write_text("mine")
+    (tmp_path / "fedcba9876543210-float32" / "meta.json").write_text("{trunc")  # damaged meta: no traceback
+
     info = cli("info", "--verify")
     assert "3 entries" in info and "tiny" in info and "1 corrupt" in info
-    assert "removed 1 fingerprint folder" in cli("clear")
+    cleared = cli("clear")
+    assert "removed 2 fingerprint folder" in cleared and f"kept {other}" in cleared
     assert "0 entries" in cli("info")
     assert not Path(tmp_path, f"{FINGERPRINT}-float16").exists()
+    assert weights.read_bytes() == b"weights" and other.read_text() == "mine"  # nothing the cache did not write
+    for bad in (tmp_path / "missing", weights):
+        result = subprocess.run([sys.executable, "-m", "samlit.cache", "info", "--dir", str(bad)], capture_output=True)
+        assert result.returncode == 2 and str(bad).encode() in result.stderr and b"Traceback" not in result.stderr

@@ -122,3 +122,29 @@ def test_predict_cli_bad_box_is_one_line(tmp_path, box, needle):
     result = run_predict(tmp_path, f"image={tmp_path}/a.png", f"box={box}")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
+
+
+def test_predict_and_eval_default_to_the_frame_of_the_run_that_made_the_weights(tmp_path):
+    from omegaconf import OmegaConf
+
+    from samlit.run.export import run_frame
+    from samlit.run.predict import chosen_frame
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    weights = run / "export" / "sam_tiny_finetuned.pth"
+    weights.write_bytes(b"x")
+    (run / "config_resolved.yaml").write_text("data:\n  crop: none\n  crop_margin: 0.2\n")
+    assert run_frame(None, str(weights)) == {"crop": "none", "crop_margin": 0.2}
+    assert run_frame("random", str(tmp_path / "elsewhere.pth")) is None
+
+    def cfg(**given):
+        base = {"model": {"weights": str(weights), "decoder_weights": None}, "crop": None, "crop_margin": None}
+        return OmegaConf.create({**base, **given})
+
+    assert chosen_frame(cfg()) == {"crop": "none", "crop_margin": 0.2}
+    assert chosen_frame(cfg(crop="box")) == {"crop": "box", "crop_margin": 0.2}
+    assert chosen_frame(cfg(model={"weights": "random", "decoder_weights": None})) == {
+        "crop": "none",
+        "crop_margin": 0.1,
+    }
