@@ -12,12 +12,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf.errors import MissingMandatoryValue
 
 from samlit.core.errors import find_user_error
-from samlit.launch.console import quiet_lightning, quiet_worker
-from samlit.launch.ddp import job_scope
 from samlit.launch.resolvers import in_sweep  # importing it registers the configs' ${samlit.*:} resolvers
 
 
@@ -28,6 +25,13 @@ def entry(func: Callable[..., Any] | None = None, *, quiet_ranks: bool = False) 
     def decorate(job_function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(job_function)
         def job(*args: Any, **kwargs: Any) -> Any:
+            # Lightning is imported here, once Hydra has set up logging: imported earlier it would add a console
+            # handler of its own and print its messages ("Seed set to 0") twice or around Hydra's.
+            from lightning.pytorch.utilities import rank_zero_only
+
+            from samlit.launch.console import quiet_lightning, quiet_worker
+            from samlit.launch.ddp import job_scope
+
             with job_scope():
                 quiet_lightning()
                 if quiet_ranks:
