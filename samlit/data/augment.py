@@ -16,6 +16,7 @@ from dataclasses import replace
 import albumentations as A
 import numpy as np
 
+from samlit.core.errors import SamlitError
 from samlit.core.seeds import stable_hash
 from samlit.data.staver import StampSample
 
@@ -35,8 +36,8 @@ class ImageViews:
     """
 
     def __init__(self, *, views: int = 0, transforms: Sequence[A.BasicTransform] = (), seed: int = 0) -> None:
-        if views < 0:
-            raise ValueError(f"data.augment.views={views} must be >= 0")
+        if not isinstance(views, int) or views < 0:
+            raise SamlitError(f"data.augment.views={views!r} must be a whole number >= 0 (0 = no augmentation)")
         self.views = views
         self.seed = seed
         with warnings.catch_warnings():  # a colour-only pipeline has no transform for the boxes: fine

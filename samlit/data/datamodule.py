@@ -62,6 +62,9 @@ class StaverDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_crop(crop, crop_margin)
+        for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise SamlitError(f"data.{key}={value!r} must be a whole number >= {least}")
         if root is None or not str(root).strip():
             raise SamlitError(
                 "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
@@ -96,11 +99,31 @@ class StaverDataModule(L.LightningDataModule):
         self.stamps = {key: census.stamps for key, census in self.census.items()}
         with_stamp = [f for f in files if self.stamps[f.key] > 0]
         self.num_without_stamp = len(files) - len(with_stamp)
+        if not with_stamp:
+            census = self.census.values()
+            raise SamlitError(
+                f"no scan under {self.root} holds a stamp with ink: {len(files)} scans read "
+                f"({len(self.bad_scans)} bad files skipped), {sum(c.without_ink for c in census)} stamp regions "
+                f"without ink in the pixel ground truth, {sum(c.below_min_area for c in census)} regions below "
+                f"data.min_region_area={self.min_region_area} px; check the ground-truth images, or add scans "
+                "(data.num_scans for synthetic data)"
+            )
         by_key = {f.key: f for f in with_stamp}
         keys = split_keys(
             list(by_key), seed=self.seed, val_fraction=self.val_fraction, test_fraction=self.test_fraction
         )
         self.splits = {name: [by_key[k] for k in split] for name, split in keys.items()}
+
+    def require_splits(self, *names: str) -> None:
+        """One line naming the fraction to raise when one of ``names`` holds no scan (train.py needs val and test)."""
+        for name in names:
+            if not self.splits[name]:
+                with_stamp = sum(len(files) for files in self.splits.values())
+                raise SamlitError(
+                    f"the {name} split is empty ({with_stamp} scans with a stamp, "
+                    f"data.{name}_fraction={getattr(self, f'{name}_fraction')}); it needs at least one scan: raise "
+                    f"data.{name}_fraction or add scans with stamps (data.num_scans for synthetic data)"
+                )
 
     def summary(self) -> dict[str, Any]:
         """Counts for the report: scans per split and scans skipped for having no stamp."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from samlit.core.errors import SamlitError
+
 Points = tuple[np.ndarray, np.ndarray]
 
 
@@ -26,6 +28,23 @@ class PromptSampler:
     positive_points: int = 0
     negative_points: int = 0
     points_probability: float = 0.5
+
+    def __post_init__(self) -> None:
+        checks = {
+            "box_jitter": (self.box_jitter, "a fraction of the box side in [0, 1), e.g. 0.1"),
+            "positive_points": (self.positive_points, "a whole number >= 0"),
+            "negative_points": (self.negative_points, "a whole number >= 0"),
+            "points_probability": (self.points_probability, "a probability in [0, 1]"),
+        }
+        valid = {
+            "box_jitter": lambda v: 0 <= v < 1,
+            "positive_points": lambda v: float(v).is_integer() and v >= 0,
+            "negative_points": lambda v: float(v).is_integer() and v >= 0,
+            "points_probability": lambda v: 0 <= v <= 1,
+        }
+        for key, (value, expected) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not valid[key](value):
+                raise SamlitError(f"data.prompts.{key}={value!r} must be {expected}")
 
     def __call__(
         self, masks: np.ndarray, boxes: np.ndarray, *, generator: torch.Generator | None = None

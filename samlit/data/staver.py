@@ -134,7 +134,7 @@ def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> St
 
 def with_ink(sample: StampSample) -> StampSample:
     """``sample`` without its stamp regions that hold no ink (nothing to learn, nothing to score)."""
-    keep = sample.masks.reshape(len(sample.masks), -1).any(1)
+    keep = sample.masks.any(axis=(1, 2)) if sample.masks.ndim == 3 else np.zeros(0, bool)  # also with no stamp left
     return StampSample(key=sample.key, image=sample.image, masks=sample.masks[keep], boxes=sample.boxes[keep])
 
 

@@ -61,5 +61,5 @@ def build_embeddings(*, trainer: L.Trainer, tuner: SamFineTuner, datamodule: Any
 
 def main(cfg: DictConfig) -> None:
     """``python embed.py``: build the cache for the data and model ``cfg`` describes, nothing else."""
-    job = setup(cfg, with_loggers=False)  # seeded as train.py: random weights must be the same weights
+    job = setup(cfg, with_loggers=False, needs=())  # seeded as train.py: random weights must be the same weights
     build_embeddings(trainer=job.trainer, tuner=job.module, datamodule=job.datamodule)

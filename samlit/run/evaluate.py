@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     use_run_frame(cfg)
-    job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst")
+    job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst", needs=("test",))
     build_embeddings(trainer=job.trainer, tuner=job.module, datamodule=job.datamodule)
     tested = run_test(job.trainer, job.module, job.datamodule)
     figures = worst_case_figures(run_dir / "figures", tested.kept)

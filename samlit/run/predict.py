@@ -82,11 +82,18 @@ def _predict_frame(
 
 def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np.ndarray:
     """(N, 4) float boxes inside the image: boxes reaching outside are clipped with a warning; a box with no
-    area inside the image is a SamlitError."""
-    array = np.asarray(boxes, dtype=np.float32)
+    area inside the image, a box that is not four finite numbers (``"x0,y0,x1,y1"`` text is read too) is a
+    SamlitError."""
+    usage = f"{source}: a box is [x0,y0,x1,y1] (four finite numbers, pixels) or a list of them, got {boxes!r}"
+    if isinstance(boxes, str):
+        boxes = boxes.strip().strip("[]").split(",")
+    try:
+        array = np.asarray(boxes, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise SamlitError(usage) from None
     array = array[None] if array.ndim == 1 else array
-    if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0:
-        raise SamlitError(f"{source}: boxes must be [x0,y0,x1,y1] or a list of them, got {boxes}")
+    if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0 or not np.isfinite(array).all():
+        raise SamlitError(usage)
     height, width = image_size
     clipped = clip_boxes(array, image_size=image_size)
     for before, after in zip(array, clipped, strict=True):
@@ -129,16 +136,17 @@ def chosen_frame(cfg: DictConfig) -> dict[str, Any]:
 
 def main(cfg: DictConfig) -> list[dict[str, Any]]:
     out_dir = Path(cfg.output or cfg.paths.output_dir).expanduser()
-    todo = jobs(cfg)  # every input checked before the model is built
+    todo = [  # every input checked before the model is built
+        (path, checked_boxes(raw, image_size=read_rgb(path).shape[:2], source=str(path))) for path, raw in jobs(cfg)
+    ]
     frame = chosen_frame(cfg)
     log.info("frame: %s", f"box crops (margin {frame['crop_margin']})" if frame["crop"] == "box" else "whole image")
     sam = instantiate(cfg.model)
     if torch.cuda.is_available() and cfg.device != "cpu":
         sam = sam.to("cuda")
     results = []
-    for path, raw_boxes in todo:
+    for path, boxes in todo:
         image = read_rgb(path)
-        boxes = checked_boxes(raw_boxes, image_size=image.shape[:2], source=str(path))
         masks, scores = predict_masks(sam, image, boxes, mask_threshold=cfg.mask_threshold, **frame)
         for i, (mask, box, score) in enumerate(zip(masks, boxes, scores, strict=True)):
             mask_path = write_png(out_dir / f"{path.stem}_mask_{i}.png", mask.astype(np.uint8) * 255)

@@ -4,16 +4,19 @@ loggers and the trainer (with its callbacks) the same way for train, eval and em
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from samlit.core.errors import SamlitError
 from samlit.data.datamodule import StaverDataModule
 from samlit.model.module import SamFineTuner
 from samlit.run.callbacks import MetricHistory
@@ -33,14 +36,25 @@ class Job:
     history: MetricHistory
 
 
-def setup(cfg: DictConfig, *, with_loggers: bool = True, keep: int = 4, order: str = "first") -> Job:
+def setup(
+    cfg: DictConfig,
+    *,
+    with_loggers: bool = True,
+    keep: int = 4,
+    order: str = "first",
+    needs: tuple[str, ...] = ("val", "test"),
+) -> Job:
     """Seed, then build (in this order, so random weights are the same in every entry point) the datamodule
     (data prepared and split), the module, the loggers (``cfg.logger`` unless ``with_loggers`` is false) and
-    the trainer with ``cfg.callbacks`` plus a ``MetricHistory`` and a ``TestPredictions(keep, order)``."""
+    the trainer with ``cfg.callbacks`` plus a ``MetricHistory`` and a ``TestPredictions(keep, order)``.
+    Every value that would otherwise fail late (or pass silently) is checked first, in one line, and the splits
+    in ``needs`` must hold a scan."""
+    check_values(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()  # generate synthetic scans / validate the layout before building anything big
     datamodule.setup("fit")
+    datamodule.require_splits(*needs)
     log.info("data: %s", datamodule.summary())
     module = instantiate(cfg.module)
     history = MetricHistory(also=(cfg.optimized_metric,) if cfg.get("optimized_metric") else ())
@@ -50,6 +64,25 @@ def setup(cfg: DictConfig, *, with_loggers: bool = True, keep: int = 4, order: s
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return Job(datamodule=datamodule, module=module, trainer=trainer, loggers=loggers, history=history)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """``seed``, ``optimizer.lr``, ``optimizer.weight_decay`` and a GPU trainer without a GPU: one line each."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise SamlitError(f"seed={seed!r} must be a whole number in [0, 2**32)")
+    for key, least in (("lr", 0.0), ("weight_decay", 0.0)):
+        value = cfg.optimizer.get(key, 0.0 if key == "weight_decay" else None)
+        good = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not good or value < least or (key == "lr" and value == 0):
+            relation = "> 0" if key == "lr" else ">= 0"
+            raise SamlitError(f"optimizer.{key}={value!r} must be a number {relation} (e.g. optimizer.{key}=1e-4)")
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise SamlitError(
+            f"trainer.accelerator={accelerator} (trainer=gpu/ddp) but this machine has no CUDA GPU that torch can use; "
+            "use trainer=cpu or the default trainer (accelerator auto)"
+        )
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
@@ -39,6 +40,7 @@ def main(cfg: DictConfig) -> float:
     """Run the whole job; returns the best per-epoch value of ``cfg.optimized_metric`` (what sweepers optimise)."""
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
+    check_resume_checkpoint(cfg.get("ckpt_path"))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
     if rank_zero_only.rank == 0:
@@ -69,6 +71,27 @@ def main(cfg: DictConfig) -> float:
             start=start,
         )
     return objective
+
+
+def check_resume_checkpoint(path: str | None) -> None:
+    """``ckpt_path=``: a readable Lightning checkpoint of a fit, checked before any data or model is built."""
+    if path is None:
+        return
+    file = Path(str(path)).expanduser()
+    fix = "pass a run's checkpoints/last.ckpt or interrupted.ckpt"
+    if not file.is_file() or file.stat().st_size == 0:
+        problem = "does not exist" if not file.exists() else "is empty" if file.is_file() else "is not a file"
+        raise SamlitError(f"ckpt_path={path} {problem}; {fix}")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # truncated or not a torch file: unpickling errors come in many types
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise SamlitError(f"ckpt_path={path} is not a readable weights-only checkpoint ({reason}); {fix}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "loops" not in checkpoint:
+        raise SamlitError(
+            f"ckpt_path={path} is not a Lightning checkpoint of a train.py fit (an export or plain SAM weights "
+            f"go to model.weights= or model.decoder_weights=); {fix}"
+        )
 
 
 def fine_tune(job: Job, *, ckpt_path: str | None, run_dir: Path) -> None:

@@ -108,3 +108,14 @@ def test_datamodule_walks_every_view_in_the_build_and_draws_one_in_training(comp
     torch.manual_seed(0)
     assert [train[0]["view"] for _ in range(30)] == drawn  # seeded like the box jitter
     assert datamodule.summary()["train_views_per_scan"] == 3
+
+
+def test_a_view_that_pushes_every_stamp_out_leaves_an_item_without_prompts():
+    """A view may move every stamp off the image (stamps near the edge): the item has no box, the step skips it."""
+    import albumentations as A
+
+    from samlit.data.staver import with_ink
+
+    views = ImageViews(views=1, transforms=[A.Affine(translate_percent=(1.5, 1.5), p=1.0)], seed=0)
+    out = with_ink(views(red_stamps(), view=1))
+    assert out.masks.shape[0] == out.boxes.shape[0] == 0

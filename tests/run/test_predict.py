@@ -148,3 +148,22 @@ def test_predict_and_eval_default_to_the_frame_of_the_run_that_made_the_weights(
         "crop": "none",
         "crop_margin": 0.1,
     }
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [["a", "b", "c", "d"], "[a,b,c,d]", {"x0": 1}, [float("nan"), 1, 5, 5], [1, 2, 3], [], "1,2,3"],
+)
+def test_malformed_boxes_are_one_line(boxes):
+    from samlit.core.errors import SamlitError
+    from samlit.run.predict import checked_boxes
+
+    with pytest.raises(SamlitError, match=r"scan.png: a box is \[x0,y0,x1,y1\]"):
+        checked_boxes(boxes, image_size=(200, 300), source="scan.png")
+
+
+def test_a_box_written_as_text_is_read():
+    from samlit.run.predict import checked_boxes
+
+    assert checked_boxes("180,103,306,204", image_size=(300, 400), source="s").tolist() == [[180, 103, 306, 204]]
+    assert checked_boxes("[180,103,306,204]", image_size=(300, 400), source="s").tolist() == [[180, 103, 306, 204]]
