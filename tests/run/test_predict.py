@@ -115,7 +115,7 @@ def test_predict_cli_writes_masks_overlays_and_json(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "box,needle",
-    [("[400,10,500,90]", "has no area inside the 300x200 image"), ("[1,2,3]", "boxes must be")],
+    [("[400,10,500,90]", "has no area inside the 300x200 image"), ("[1,2,3]", "a box is [x0,y0,x1,y1]")],
 )
 def test_predict_cli_bad_box_is_one_line(tmp_path, box, needle):
     cv2.imwrite(str(tmp_path / "a.png"), scan())
