@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samlit.core.masks import mask_scores
+
 THRESHOLDS = tuple(float(t) for t in np.linspace(0.05, 0.95, 19))
 
 
@@ -41,12 +43,9 @@ def frame_ceiling(items: Iterable[dict[str, Any]], *, thresholds: tuple[float, .
         up = upsample_low_res(
             group["low_res_targets"], input_size=group["input_size"], original_size=group["original_size"]
         )
-        truth = group["masks"].flatten(1)
+        truth = group["masks"]
         for i, cut in enumerate(cuts):
-            pred = (up > cut).flatten(1)
-            inter = (pred & truth).sum(1).double()
-            union = (pred | truth).sum(1).double().clamp(min=1)
-            totals[i] += (inter / union).sum()
+            totals[i] += mask_scores(up > cut, truth)[0].double().sum()
         masks += len(truth)
     if not masks:
         return {"iou": None, "threshold": None, "n_masks": 0}

@@ -30,20 +30,16 @@ class PromptSampler:
     points_probability: float = 0.5
 
     def __post_init__(self) -> None:
-        checks = {
-            "box_jitter": (self.box_jitter, "a fraction of the box side in [0, 1), e.g. 0.1"),
-            "positive_points": (self.positive_points, "a whole number >= 0"),
-            "negative_points": (self.negative_points, "a whole number >= 0"),
-            "points_probability": (self.points_probability, "a probability in [0, 1]"),
+        whole = (lambda v: float(v).is_integer() and v >= 0, "a whole number >= 0")
+        rules = {  # key: (valid, what it must be)
+            "box_jitter": (lambda v: 0 <= v < 1, "a fraction of the box side in [0, 1), e.g. 0.1"),
+            "positive_points": whole,
+            "negative_points": whole,
+            "points_probability": (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
         }
-        valid = {
-            "box_jitter": lambda v: 0 <= v < 1,
-            "positive_points": lambda v: float(v).is_integer() and v >= 0,
-            "negative_points": lambda v: float(v).is_integer() and v >= 0,
-            "points_probability": lambda v: 0 <= v <= 1,
-        }
-        for key, (value, expected) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not valid[key](value):
+        for key, (valid, expected) in rules.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not valid(value):
                 raise SamlitError(f"data.prompts.{key}={value!r} must be {expected}")
 
     def __call__(

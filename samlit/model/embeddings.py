@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,16 +157,18 @@ class EmbeddingCache:
         self.dtype = dtype
         self.stats = CacheStats()
         self._memory: dict[str, torch.Tensor] = {}
-        self._fingerprints: dict[tuple[int, str], str] = {}  # (id of the encoder, autocast) -> fingerprint
+        # encoder -> {autocast dtype: fingerprint}; weak keys: an encoder that is gone can never lend its slot
+        self._fingerprints: weakref.WeakKeyDictionary[nn.Module, dict[str, str]] = weakref.WeakKeyDictionary()
 
     def fingerprint(self, sam: Sam) -> str:
         """``sam_fingerprint`` of ``sam`` (hashed once per encoder and autocast dtype; ``meta.json`` written)."""
-        memo = (id(sam.image_encoder), autocast_in_force(sam))
-        if memo not in self._fingerprints:
+        known = self._fingerprints.setdefault(sam.image_encoder, {})
+        autocast = autocast_in_force(sam)
+        if autocast not in known:
             fingerprint, context = sam_fingerprint(sam)
             self.describe(fingerprint, **context)
-            self._fingerprints[memo] = fingerprint
-        return self._fingerprints[memo]
+            known[autocast] = fingerprint
+        return known[autocast]
 
     def key(self, *, fingerprint: str, image: torch.Tensor) -> str:
         return f"{fingerprint}-{self.dtype}/{image_digest(image)}"

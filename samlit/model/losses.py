@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
-from samlit.model.metrics import mask_scores
+from samlit.core.masks import mask_scores
 
 
 class DiceLoss(nn.Module):

@@ -29,7 +29,6 @@ from samlit.model.sam import decode_prompts, encode_image
 Group = dict[str, Any]
 Prediction = dict[str, Any]  # key, pred (N, H, W) bool and the group's masks, image, pixel_boxes (CPU tensors)
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
-STAGES = ("train", "val", "test")
 
 
 class SamFineTuner(L.LightningModule):

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from samlit.core.distributed import gather_by_key
 from samlit.run import dashboard
-from samlit.run.figures import CURVES, comparison, mean_iou, scan_image
+from samlit.run.figures import CURVES, prediction_panels
 
 
 class MetricHistory(L.Callback):
@@ -74,9 +74,7 @@ class ValOverlays(L.Callback):
             return
         images, captions = [], []
         for predicted in kept:
-            truth, pred = predicted["masks"].numpy(), predicted["pred"].numpy()
-            title = f"IoU {mean_iou(pred, truth):.3f}"
-            picture = comparison(scan_image(predicted), truth, {title: pred}, predicted["pixel_boxes"].numpy())
+            picture = prediction_panels({"": predicted})
             images.append(dashboard.shrink(picture, max_side=2 * self.max_side))
             captions.append(predicted["key"])
         if images:

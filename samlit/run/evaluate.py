@@ -23,7 +23,7 @@ from samlit.core.images import write_png
 from samlit.model.module import Prediction
 from samlit.run.embed import build_embeddings
 from samlit.run.export import run_frame
-from samlit.run.figures import comparison, scan_image
+from samlit.run.figures import prediction_panels
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
 
@@ -34,9 +34,7 @@ def worst_case_figures(out_dir: Path, worst: list[Prediction]) -> list[Path]:
     """Ground truth | prediction (boxes drawn) for each of ``worst``, lowest IoU first."""
     paths = []
     for rank, predicted in enumerate(worst, start=1):
-        truth, pred = predicted["masks"].numpy(), predicted["pred"].numpy()
-        title = f"prediction IoU {predicted['iou']:.3f}"
-        picture = comparison(scan_image(predicted), truth, {title: pred}, predicted["pixel_boxes"].numpy())
+        picture = prediction_panels({"prediction": predicted})
         paths.append(write_png(out_dir / f"worst_{rank}_{predicted['key']}.png", picture))
     return paths
 

@@ -13,7 +13,7 @@ import torch
 
 from samlit.core import atomic
 from samlit.core.images import write_png
-from samlit.model.metrics import mask_scores
+from samlit.core.masks import mask_scores
 from samlit.model.module import Prediction
 
 GT_COLOUR = (0, 170, 0)  # RGB
@@ -78,21 +78,28 @@ def mean_iou(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(mask_scores(torch.from_numpy(pred), torch.from_numpy(truth))[0].mean())
 
 
-def save_comparisons(out_dir: Path, *, before: list[Prediction], after: list[Prediction]) -> list[Path]:
-    """One PNG per image kept in both: ground truth | zero-shot | fine-tuned, box prompts drawn."""
-    paths = []
+def prediction_panels(predictions: dict[str, Prediction]) -> np.ndarray:
+    """Ground truth | each of ``predictions`` of one image ({name: prediction}, titled ``<name> IoU <x>``), box
+    prompts drawn; the scan, ground truth and boxes are the first prediction's."""
+    first = next(iter(predictions.values()))
+    truth = first["masks"].numpy()
+    titled = {}
+    for name, predicted in predictions.items():
+        pred = predicted["pred"].numpy()
+        titled[f"{name} IoU {mean_iou(pred, truth):.3f}".strip()] = pred
+    return comparison(scan_image(first), truth, titled, first["pixel_boxes"].numpy())
+
+
+def save_comparisons(out_dir: Path, *, before: list[Prediction], after: list[Prediction]) -> dict[Path, np.ndarray]:
+    """One PNG per image kept in both: ground truth | zero-shot | fine-tuned, box prompts drawn.
+    Returns {path: the picture written}."""
+    pictures = {}
     tuned = {p["key"]: p for p in after}
     for zero in before:
-        if zero["key"] not in tuned:
-            continue
-        truth, zero_pred, tuned_pred = zero["masks"].numpy(), zero["pred"].numpy(), tuned[zero["key"]]["pred"].numpy()
-        titled = {
-            f"zero-shot IoU {mean_iou(zero_pred, truth):.3f}": zero_pred,
-            f"fine-tuned IoU {mean_iou(tuned_pred, truth):.3f}": tuned_pred,
-        }
-        picture = comparison(scan_image(zero), truth, titled, zero["pixel_boxes"].numpy())
-        paths.append(write_png(out_dir / f"{zero['key']}.png", picture))
-    return paths
+        if zero["key"] in tuned:
+            picture = prediction_panels({"zero-shot": zero, "fine-tuned": tuned[zero["key"]]})
+            pictures[write_png(out_dir / f"{zero['key']}.png", picture)] = picture
+    return pictures
 
 
 def save_curves(path: Path, epochs: list[dict[str, float]]) -> Path | None:

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
-from samlit.core.images import read_rgb
 from samlit.run import dashboard, figures, report
 from samlit.run.embed import build_embeddings
 from samlit.run.export import export_run
@@ -162,7 +161,7 @@ def write_outputs(
     report.write_markdown(
         run_dir / "report.md",
         metrics=metrics,
-        figures=drawn,
+        figures=list(drawn),
         run_dir=run_dir,
         overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         curves=curves,
@@ -171,7 +170,7 @@ def write_outputs(
     dashboard.log_images(
         job.loggers,
         key="test/overlays",
-        images=[dashboard.shrink(read_rgb(p), max_side=1152) for p in drawn],
+        images=[dashboard.shrink(picture, max_side=1152) for picture in drawn.values()],
         captions=[p.stem for p in drawn],
         step=trainer.global_step,
     )

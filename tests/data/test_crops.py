@@ -8,9 +8,9 @@ import torch
 from hydra.utils import instantiate
 
 from samlit.core.errors import SamlitError
+from samlit.core.masks import mask_scores
 from samlit.data.crops import crop_box, crop_stamp, paste
 from samlit.data.staver import StampSample, read_scan, with_ink
-from samlit.model.metrics import mask_scores
 from tests.conftest import FAST
 
 
