@@ -7,27 +7,72 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from samlit.core.atomic import write_bytes
 from samlit.core.errors import SamlitError
 
+EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
+_HAS_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
 
 def read_rgb(path: Path | str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB (grayscale, palette, RGBA and 16-bit files are converted by OpenCV)."""
+    """(H, W, 3) uint8 RGB. Grayscale, palette and 16-bit files are converted by OpenCV, which also applies an
+    EXIF orientation; a file with transparency is composited over white (paper, not black)."""
     return cv2.cvtColor(_imread(Path(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_gray(path: Path | str) -> np.ndarray:
-    """(H, W) uint8."""
+    """(H, W) uint8, by the rules of ``read_rgb``."""
     return _imread(Path(path), cv2.IMREAD_GRAYSCALE)
 
 
+def exif_orientation(image: Image.Image) -> int:
+    """A PIL image's EXIF orientation (1 when it has none)."""
+    return int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether a PIL image (header only) carries transparency."""
+    return image.mode in _HAS_ALPHA or "transparency" in image.info
+
+
 def _imread(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
+    try:
+        with Image.open(path) as header:
+            alpha, orientation = has_alpha(header), exif_orientation(header)
+    except (OSError, ValueError, SyntaxError):  # not an image Pillow knows: OpenCV decides below
+        alpha, orientation = False, 1
+    image = _over_white(path, flags, orientation) if alpha else cv2.imread(str(path), flags)
     if image is None:
         problem = "is missing" if not path.exists() else "is not a readable image"
         raise SamlitError(f"{path} {problem}")
     return image
+
+
+def _over_white(path: Path, flags: int, orientation: int) -> np.ndarray | None:
+    """A file with transparency, composited over white, oriented as OpenCV would (BGR or gray uint8)."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        return None
+    if raw.ndim == 2:
+        raw = cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)
+    if raw.shape[2] == 4:
+        scale = float(np.iinfo(raw.dtype).max)
+        color, alpha = raw[..., :3] / scale, raw[..., 3:] / scale
+        raw = np.rint((color * alpha + (1 - alpha)) * 255)
+    elif raw.dtype != np.uint8:
+        raw = raw / (np.iinfo(raw.dtype).max / 255)
+    image = _orient(np.ascontiguousarray(raw.astype(np.uint8)), orientation)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if flags == cv2.IMREAD_GRAYSCALE else image
+
+
+def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1-8 to a (H, W, C) array (as OpenCV's reader and PIL's exif_transpose do)."""
+    turns = {1: (False, 0), 2: (True, 0), 3: (False, 2), 4: (True, 2), 5: (True, 1), 6: (False, 3)}
+    turns |= {7: (True, 3), 8: (False, 1)}  # (mirror left-right first, then rotate 90 degrees CCW k times)
+    mirror, k = turns.get(orientation, (False, 0))
+    return np.ascontiguousarray(np.rot90(image[:, ::-1] if mirror else image, k))
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -12,10 +12,12 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from samlit.core.errors import SamlitError
+from samlit.core.images import exif_orientation
 from samlit.data.staver import ScanFiles
 
 log = logging.getLogger(__name__)
 POLICIES = ("skip", "raise")
+ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,9 @@ class BadScan:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header, after checking the whole file's structure (``PIL.Image.verify``:
-    chunk CRCs, truncation) without decoding the pixels. Raises ``ValueError`` naming the problem."""
+    """(width, height) from the header, as the reader will see it (after an EXIF orientation, which the reader
+    applies), after checking the whole file's structure (``PIL.Image.verify``: chunk CRCs, truncation) without
+    decoding the pixels. Raises ``ValueError`` naming the problem."""
     if not path.is_file():
         raise ValueError(f"{path} is missing")
     if path.stat().st_size == 0:
@@ -34,12 +37,18 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             size = image.size
-            image.verify()
+            image.verify()  # must come first: reading the EXIF consumes the file
+        orientation = _orientation(path)
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image") from None
     except (OSError, SyntaxError, ValueError) as error:  # Pillow's words for corrupt/truncated data
         raise ValueError(f"{path} is corrupt ({error})") from None
-    return size
+    return size[::-1] if orientation in ROTATED else size
+
+
+def _orientation(path: Path) -> int:
+    with Image.open(path) as image:
+        return exif_orientation(image)
 
 
 def scan_problem(files: ScanFiles) -> str | None:
@@ -52,7 +61,9 @@ def scan_problem(files: ScanFiles) -> str | None:
     for path in (files.pixel_gt, files.region_map):
         if sizes[path] != (w, h):
             w2, h2 = sizes[path]
-            return f"size mismatch: scan {files.scan} is {w}x{h} px but {path} is {w2}x{h2} px"
+            turned = [f"{p} carries EXIF orientation {o}" for p in (files.scan, path) if (o := _orientation(p)) > 1]
+            note = f" ({'; '.join(turned)}, applied when read)" if turned else ""
+            return f"size mismatch: scan {files.scan} is {w}x{h} px but {path} is {w2}x{h2} px{note}"
     return None
 
 

@@ -21,7 +21,16 @@ from samlit.data.crops import check_crop
 from samlit.data.dataset import EpochSampler, StampDataset, collate_samples
 from samlit.data.prompts import PromptSampler
 from samlit.data.splits import split_keys
-from samlit.data.staver import ScanFiles, StampCensus, find_scans, stamp_census
+from samlit.data.staver import (
+    PIXEL_GT_DIR,
+    REGION_MAP_DIR,
+    ScanFiles,
+    StampCensus,
+    find_scans,
+    ground_truth_counts,
+    stamp_census,
+    warn_ground_truth,
+)
 from samlit.data.synthetic import generate_synthetic_staver
 
 
@@ -97,6 +106,7 @@ class StaverDataModule(L.LightningDataModule):
         files, self.bad_scans = check_scans(find_scans(self.root), on_bad_file=self.on_bad_file)
         self.census = {f.key: stamp_census(f, min_region_area=self.min_region_area) for f in files}
         self.stamps = {key: census.stamps for key, census in self.census.items()}
+        warn_ground_truth(self.census.values())
         with_stamp = [f for f in files if self.stamps[f.key] > 0]
         self.num_without_stamp = len(files) - len(with_stamp)
         if not with_stamp:
@@ -105,8 +115,9 @@ class StaverDataModule(L.LightningDataModule):
                 f"no scan under {self.root} holds a stamp with ink: {len(files)} scans read "
                 f"({len(self.bad_scans)} bad files skipped), {sum(c.without_ink for c in census)} stamp regions "
                 f"without ink in the pixel ground truth, {sum(c.below_min_area for c in census)} regions below "
-                f"data.min_region_area={self.min_region_area} px; check the ground-truth images, or add scans "
-                "(data.num_scans for synthetic data)"
+                f"data.min_region_area={self.min_region_area} px; check that the region maps "
+                f"({REGION_MAP_DIR}/<key>-gt.png) mark each stamp on a plain background and that the pixel ground "
+                f"truth ({PIXEL_GT_DIR}/<key>-px.png) marks its ink, or add scans (data.num_scans for synthetic data)"
             )
         by_key = {f.key: f for f in with_stamp}
         keys = split_keys(
@@ -134,6 +145,7 @@ class StaverDataModule(L.LightningDataModule):
             "bad_files": [bad.problem for bad in self.bad_scans],
             "regions_without_ink": sum(c.without_ink for c in self.census.values()),
             "regions_below_min_area": sum(c.below_min_area for c in self.census.values()),
+            **ground_truth_counts(self.census.values()),
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
             **{f"{name}_stamps": sum(self.stamps[f.key] for f in files) for name, files in self.splits.items()},
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),

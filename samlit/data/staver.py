@@ -8,12 +8,15 @@
 
 A stamp's ink is many small strokes, so stamps come from the region map: each 8-connected region is one
 stamp, its box is the region's bounding rectangle and its instance mask is the ink inside the region.
-The polarity of both ground-truth images is detected (background = majority value), not assumed.
+Both ground-truth images go through ``samlit.data.ground_truth``: polarity from the border, a threshold for
+grey (JPEG, anti-aliased) pixels, outline-only regions filled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,10 +24,13 @@ import numpy as np
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import read_gray, read_rgb
+from samlit.data.ground_truth import fill_holes, foreground
 
 SCANS_DIR = Path("scans", "scans")
 PIXEL_GT_DIR = Path("ground-truth-pixel", "ground-truth-pixel")
 REGION_MAP_DIR = Path("ground-truth-maps", "ground-truth-maps")
+log = logging.getLogger(__name__)
+OUTLINE_SHARE = 0.5  # a region map whose hole filling added over half of its regions' area is outline-only
 MIN_REGION_AREA = 16  # px; smaller components of a region map are scan noise, not stamps
 
 LAYOUT_HINT = (
@@ -90,13 +96,16 @@ def read_regions(path: Path | str, *, min_area: int = MIN_REGION_AREA) -> tuple[
 
 
 def label_regions(region_map: np.ndarray, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
-    """Label the 8-connected foreground regions of a (H, W) uint8 map, ordered by (y0, x0).
+    """Label the 8-connected foreground regions of a (H, W) uint8 map (holes filled), ordered by (y0, x0).
 
     Components smaller than ``min_area`` pixels are dropped (label 0). Returns labels (H, W) int32 and
     boxes (N, 4) float32 ``x0, y0, x0 + w, y0 + h`` from ``cv2.connectedComponentsWithStats``.
     """
-    foreground = detect_foreground(region_map).view(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(foreground, connectivity=8, ltype=cv2.CV_32S)
+    return _label(fill_holes(foreground(region_map).mask)[0], min_area=min_area)
+
+
+def _label(regions: np.ndarray, *, min_area: int) -> tuple[np.ndarray, np.ndarray]:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(regions.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     stats = stats[1:]  # row 0 is the background
     kept = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
     top, left = stats[kept, cv2.CC_STAT_TOP], stats[kept, cv2.CC_STAT_LEFT]
@@ -108,16 +117,6 @@ def label_regions(region_map: np.ndarray, *, min_area: int = MIN_REGION_AREA) ->
     return relabel[labels], boxes
 
 
-def detect_foreground(gray: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels that differ from the background, the majority value (ties: the brighter one).
-
-    An image that is all one value has no foreground.
-    """
-    counts = np.bincount(gray.ravel(), minlength=256)
-    background = len(counts) - 1 - int(np.argmax(counts[::-1]))
-    return gray != background
-
-
 def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampSample:
     """Read one scan: image (H, W, 3) RGB, masks (N, H, W) = ink & region i, boxes (N, 4) of the regions."""
     image = read_rgb(files.scan)
@@ -126,7 +125,7 @@ def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> St
     for path, other in ((files.pixel_gt, pixel_gt), (files.region_map, region_map)):
         _check_same_size(files.scan, image, path, other)
     labels, boxes = label_regions(region_map, min_area=min_region_area)
-    ink = detect_foreground(pixel_gt)
+    ink = foreground(pixel_gt).mask
     ids = np.arange(1, len(boxes) + 1, dtype=np.int32)[:, None, None]
     masks = ink[None] & (labels[None] == ids)
     return StampSample(key=files.key, image=image, masks=masks, boxes=boxes)
@@ -141,11 +140,15 @@ def with_ink(sample: StampSample) -> StampSample:
 @dataclass(frozen=True)
 class StampCensus:
     """A scan's regions: ``stamps`` (at least ``min_region_area`` px, with ink: trained on and scored),
-    ``without_ink`` (big enough, but no ink inside: left out) and ``below_min_area`` (specks: left out)."""
+    ``without_ink`` (big enough, but no ink inside: left out) and ``below_min_area`` (specks: left out); and how
+    its ground truth had to be read: ``grey_share`` per file (pixels neither of its two main values:
+    thresholded) and ``outline_share`` (share of the region map's regions that hole filling added)."""
 
     stamps: int
     without_ink: int
     below_min_area: int
+    grey_share: dict[str, float] = field(default_factory=dict)
+    outline_share: float = 0.0
 
 
 def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampCensus:
@@ -153,10 +156,52 @@ def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) ->
     region_map = read_gray(files.region_map)
     pixel_gt = read_gray(files.pixel_gt)
     _check_same_size(files.region_map, region_map, files.pixel_gt, pixel_gt)
-    labels, boxes = label_regions(region_map, min_area=min_region_area)
-    components = cv2.connectedComponents(detect_foreground(region_map).view(np.uint8), connectivity=8)[0] - 1
-    inked = np.unique(labels[detect_foreground(pixel_gt) & (labels > 0)])
-    return StampCensus(stamps=len(inked), without_ink=len(boxes) - len(inked), below_min_area=components - len(boxes))
+    regions, ink = foreground(region_map), foreground(pixel_gt)
+    filled, outline_share = fill_holes(regions.mask)
+    labels, boxes = _label(filled, min_area=min_region_area)
+    components = cv2.connectedComponents(filled.view(np.uint8), connectivity=8)[0] - 1
+    inked = np.unique(labels[ink.mask & (labels > 0)])
+    return StampCensus(
+        stamps=len(inked),
+        without_ink=len(boxes) - len(inked),
+        below_min_area=components - len(boxes),
+        grey_share={str(files.region_map): regions.grey_share, str(files.pixel_gt): ink.grey_share},
+        outline_share=outline_share,
+    )
+
+
+GREY_HINT = "save ground truth as PNG holding two values only (not JPEG, not anti-aliased)"
+
+
+def ground_truth_counts(census: Iterable[StampCensus]) -> dict[str, int]:
+    """For the report: ground-truth files that were not binary (thresholded) and region maps whose regions were
+    mostly outlines (filled)."""
+    census = list(census)
+    return {
+        "ground_truth_thresholded": sum(share > 0 for c in census for share in c.grey_share.values()),
+        "region_maps_filled": sum(c.outline_share > OUTLINE_SHARE for c in census),
+    }
+
+
+def warn_ground_truth(census: Iterable[StampCensus]) -> None:
+    """One warning per kind for the whole data set (not per file): ground truth that was not binary, region
+    maps that were outline-only. Both name an example file and the share seen."""
+    census = list(census)
+    grey = {path: share for c in census for path, share in c.grey_share.items() if share > 0}
+    if grey:
+        worst = max(grey, key=grey.get)
+        log.warning(
+            "ground truth is not binary in %d of %d files (up to %.1f%% grey pixels, in %s): each was thresholded "
+            "at Otsu's level between ink and background, so masks may differ from what was meant; %s",
+            len(grey), 2 * len(census), 100 * grey[worst], worst, GREY_HINT,
+        )  # fmt: skip
+    outlines = [c for c in census if c.outline_share > OUTLINE_SHARE]
+    if outlines:
+        log.warning(
+            "%d of %d region maps hold stamp outlines, not filled stamps (%.0f%% of a region filled in): each "
+            "outline was filled, so the ink inside it belongs to its stamp",
+            len(outlines), len(census), 100 * max(c.outline_share for c in outlines),
+        )  # fmt: skip
 
 
 def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> int:
