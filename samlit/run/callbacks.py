@@ -1,18 +1,23 @@
 """Lightning callbacks of a run: per-epoch curves (``MetricHistory``), val overlays on the dashboards
-(``ValOverlays``) and ``checkpoints/interrupted.ckpt`` on Ctrl-C, SIGTERM or an error (``InterruptCheckpoint``).
-The test pass's collector is ``samlit.run.testing.TestPredictions``."""
+(``ValOverlays``), ``checkpoints/interrupted.ckpt`` on Ctrl-C, SIGTERM or an error (``InterruptCheckpoint``) and
+checkpoints that follow a moved run dir (``RunCheckpoint``). The test pass's collector is
+``samlit.run.testing.TestPredictions``."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from samlit.core.distributed import gather_by_key
 from samlit.run import dashboard
 from samlit.run.figures import CURVES, prediction_panels
+
+log = logging.getLogger(__name__)
 
 
 class MetricHistory(L.Callback):
@@ -95,3 +100,39 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.strategy.remove_checkpoint(self.ckpt_path)  # the fit finished: nothing left to resume
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that follows its run dir when the dir is moved.
+
+    A checkpoint records absolute paths (its ``dirpath``, the best and top-k files). Resumed in a run dir that was
+    moved (``ckpt_path=<new>/checkpoints/last.ckpt hydra.run.dir=<new>``), Lightning keeps only the old
+    ``best_model_path`` (a file that is gone) and forgets the best score, so the fine-tuned test would load a
+    missing file, or a worse epoch than the best. Here, when every recorded file sits by name in the new
+    ``dirpath``, the paths move there and the whole state is restored; any other change keeps Lightning's way.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and Path(old) != Path(self.dirpath):
+            moved = moved_state(state_dict, new_dir=Path(self.dirpath))
+            if moved is not None:
+                log.info("run dir moved: checkpoint records in %s now point to %s", old, self.dirpath)
+                state_dict = moved
+        super().load_state_dict(state_dict)
+
+
+def moved_state(state: dict[str, Any], *, new_dir: Path) -> dict[str, Any] | None:
+    """``state`` (a ``ModelCheckpoint.state_dict()``) with its dir and files moved to ``new_dir``, or ``None``
+    when a recorded file is not there by name (then it is not the same run dir, moved)."""
+    paths = [state.get(k) for k in ("best_model_path", "kth_best_model_path", "last_model_path")]
+    paths += list(state.get("best_k_models") or {})
+    if not all((new_dir / Path(p).name).is_file() for p in paths if p):
+        return None
+
+    def move(path: str | None) -> str | None:
+        return str(new_dir / Path(path).name) if path else path
+
+    moved = {k: move(state.get(k)) for k in ("best_model_path", "kth_best_model_path", "last_model_path")}
+    best_k = {move(p): score for p, score in (state.get("best_k_models") or {}).items()}
+    return {**state, **moved, "best_k_models": best_k, "dirpath": str(new_dir)}

@@ -9,9 +9,15 @@ figures, metrics.json, report) and the dashboards' images and tables.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -32,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class Interrupted(SamlitError):
-    """The run was stopped (SIGTERM) after writing ``checkpoints/interrupted.ckpt``."""
+    """The run was stopped (SIGTERM or Ctrl-C) after writing ``checkpoints/interrupted.ckpt``."""
 
 
 def main(cfg: DictConfig) -> float:
@@ -54,6 +60,9 @@ def main(cfg: DictConfig) -> float:
     zero_shot = run_test(trainer, module, job.datamodule)
     fine_tune(job, ckpt_path=cfg.get("ckpt_path"), run_dir=run_dir)
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best_path and not Path(best_path).is_file():
+        log.warning("best checkpoint %s is gone (its run dir was moved?): testing the last weights", best_path)
+        best_path = ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     log.info("fine-tuned test (checkpoint: %s)", best_path or "last weights")
     fine_tuned = run_test(trainer, module, job.datamodule, ckpt_path=best_path or None, weights_only=True)
@@ -94,17 +103,49 @@ def check_resume_checkpoint(path: str | None) -> None:
 
 
 def fine_tune(job: Job, *, ckpt_path: str | None, run_dir: Path) -> None:
-    """``trainer.fit``; a SIGTERM mid-fit becomes a one-line error naming the checkpoint to resume from."""
+    """``trainer.fit``; a SIGTERM or Ctrl-C mid-fit becomes a one-line error naming the checkpoint to resume from.
+
+    Ctrl-C takes the SIGTERM path (``stop_like_sigterm``): Lightning stops after the current step and the
+    checkpoint holds whole steps only, so resuming from it is exact. A KeyboardInterrupt raised mid-step would
+    leave the loader one batch ahead of the step count: the resumed run skipped a batch.
+    """
     trainer = job.trainer
+    stopped_by: list[str] = []
     try:
-        trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with stop_like_sigterm(stopped_by):
+            trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException as stop:
         written = [c.ckpt_path for c in trainer.callbacks if isinstance(c, OnExceptionCheckpoint)]
         checkpoint = written[0] if written else run_dir / "checkpoints" / "last.ckpt"  # its callback turned off
         raise Interrupted(
-            f"stopped by SIGTERM at step {trainer.global_step} (epoch {trainer.current_epoch}); checkpoint "
-            f"{checkpoint}: resume with the same overrides + ckpt_path={checkpoint} hydra.run.dir={run_dir}"
+            f"stopped by {stopped_by[0] if stopped_by else 'SIGTERM'} at step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}); checkpoint {checkpoint}: resume with the same overrides + "
+            f"ckpt_path={checkpoint} hydra.run.dir={run_dir}"
         ) from stop
+
+
+@contextmanager
+def stop_like_sigterm(stopped_by: list[str]) -> Iterator[None]:
+    """While inside: the first Ctrl-C (SIGINT) is sent on as SIGTERM, which Lightning handles between steps
+    (``"Ctrl-C"`` is appended to ``stopped_by``); a second Ctrl-C interrupts at once. Before Lightning has set its
+    SIGTERM handler (fit's setup), Ctrl-C interrupts at once too: there is nothing to save yet."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C: now
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            raise KeyboardInterrupt
+        stopped_by.append("Ctrl-C")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def optimized_value(job: Job, key: str, *, fallback: float) -> float:

@@ -45,6 +45,7 @@ def test_a_killed_build_keeps_its_whole_entries_and_the_next_build_does_the_rest
         "+callbacks.signal._target_=tests.signals.SignalAt",
         "+callbacks.signal.step=3",
         "+callbacks.signal.signal=SIGKILL",
+        "+callbacks.signal.during=cache",
     )
     killed.communicate(timeout=600)
     assert killed.returncode == -9
