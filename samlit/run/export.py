@@ -2,9 +2,11 @@
 ``segment_anything.sam_model_registry[model](checkpoint=...)`` loads as is, and ``sam_<model>_decoder.pth``, the
 mask decoder alone (stock ``mask_decoder.`` keys, a few MB) for ``model.decoder_weights=`` over official weights.
 
-    python -m samlit.export <run dir | run's .ckpt> [--weights official|<SAM .pth>] [--out DIR]
+    python -m samlit.export <run dir | run's .ckpt> [--weights official|<SAM .pth>] [--out DIR] [--onnx]
 
-rebuilds both files from a run's checkpoint (the frozen encoders come from the run's ``model.weights``).
+rebuilds both files from a run's checkpoint (the frozen encoders come from the run's ``model.weights``); ``--onnx``
+adds ``sam_<model>_decoder.onnx``, the prompt encoder + mask decoder with segment-anything's ONNX interface
+(``samlit.model.onnx_decoder``), checked with onnxruntime against ``SamPredictor`` before it is written.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from segment_anything.modeling import Sam
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.model.sam import build_sam
+from samlit.run.onnx_export import export_onnx, onnx_report, require_onnx
 
 
 def export_sam(sam: Sam, path: Path | str) -> Path:
@@ -97,8 +100,11 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="a train.py run dir, or a .ckpt of one")
     parser.add_argument("--weights", help="base SAM weights (default: the run's model.weights)")
     parser.add_argument("--out", type=Path, help="output folder (default: <run dir>/export)")
+    parser.add_argument("--onnx", action="store_true", help="also write sam_<model>_decoder.onnx (labeling tools)")
     args = parser.parse_args(argv)
     try:
+        if args.onnx:
+            require_onnx()
         checkpoint, run_dir = run_checkpoint(args.source)
         config_path = run_dir / "config_resolved.yaml"
         if not config_path.is_file():
@@ -116,9 +122,14 @@ def cli(argv: list[str] | None = None) -> int:
             weights_dir=model.get("weights_dir"),
             decoder_weights=str(checkpoint),
         )
-        full, decoder = export_run(sam, args.out or run_dir / "export", model_type=model.model_type)
+        export_dir = args.out or run_dir / "export"
+        full, decoder = export_run(sam, export_dir, model_type=model.model_type)
+        print(f"{full}\n{decoder}")
+        if args.onnx:
+            onnx_path, figures = export_onnx(sam, export_dir / f"sam_{model.model_type}_decoder.onnx")
+            print(onnx_path)
+            print(onnx_report(figures))
     except SamlitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{full}\n{decoder}")
     return 0
