@@ -24,7 +24,8 @@ def writable_problem(path: Path) -> str | None:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as error:
-        return error.strerror or str(error)
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        return f"{blocker} is a file" if blocker else error.strerror or str(error)
     return None
 
 
@@ -36,9 +37,13 @@ def require_writable(path: Path | str, *, what: str, key: str) -> None:
 
 
 class RunDirCheck(Callback):
+    """Both hooks run before Hydra sets its config; the dirs hold ``${hydra:...}`` (``paths.root_dir`` defaults
+    to ``${hydra:runtime.cwd}``), so the config is set first, as Hydra itself does next."""
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)
         require_writable(config.hydra.run.dir, what="run dir", key="run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        HydraConfig.instance().set_config(config)  # as the sweeper does next: ${hydra:...} in the dir resolves
+        HydraConfig.instance().set_config(config)
         require_writable(config.hydra.sweep.dir, what="sweep dir", key="sweep")

@@ -110,9 +110,24 @@ def test_unwritable_run_dir_is_one_line_before_anything_runs(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot write the run dir {blocker}/sub/outputs/train/runs/")
-    assert "Not a directory" in line and "paths.root_dir=" in line
+    assert f"{blocker} is a file" in line and "paths.root_dir=" in line
     sweep = subprocess.run(
         [*command[:2], "-m", *command[2:], "loss=dice,focal"], capture_output=True, text=True, cwd=tmp_path
     )
     assert sweep.returncode == 2, sweep.stderr[-2000:]
     assert sweep.stderr.startswith(f"error: cannot write the sweep dir {blocker}/sub/outputs/train/multiruns/")
+
+
+@pytest.mark.slow
+def test_outputs_being_a_file_is_one_line_under_the_default_config(tmp_path):
+    """No ``paths.root_dir``, no ``SAMLIT_ROOT``: the run dir comes from ``${hydra:runtime.cwd}``, which the
+    check used to fail to resolve (Hydra only warned, then a NotADirectoryError traceback)."""
+    (tmp_path / "outputs").write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if k != "SAMLIT_ROOT"}
+    command = [sys.executable, str(REPO / "train.py"), *FAST]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write the run dir {tmp_path}/outputs/train/runs/")
+    assert f"{tmp_path / 'outputs'} is a file" in line
+    assert (tmp_path / "outputs").read_text() == "not a folder"
