@@ -4,6 +4,7 @@ the scans, split them, and hand out ``StampDataset`` loaders (``samlit.data.data
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,12 @@ from samlit.data.staver import (
     find_scans,
     ground_truth_counts,
     stamp_census,
+    stray_files,
     warn_ground_truth,
 )
 from samlit.data.synthetic import generate_synthetic_staver
+
+log = logging.getLogger(__name__)
 
 
 class StaverDataModule(L.LightningDataModule):
@@ -94,6 +98,7 @@ class StaverDataModule(L.LightningDataModule):
         self.splits: dict[str, list[ScanFiles]] = {}
         self.num_without_stamp = 0
         self.bad_scans: list[BadScan] = []
+        self.stray_files: list[str] = []
         self.census: dict[str, StampCensus] = {}
         self.stamps: dict[str, int] = {}  # stamps with ink per scan key
 
@@ -103,7 +108,13 @@ class StaverDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        files, self.bad_scans = check_scans(find_scans(self.root), on_bad_file=self.on_bad_file)
+        found = find_scans(self.root)
+        self.stray_files = stray_files(self.root, [f.key for f in found])
+        if self.stray_files:
+            shown = "; ".join(self.stray_files[:3]) + ("; ..." if len(self.stray_files) > 3 else "")
+            log.warning("%d files under %s are not used: %s (all: data.stray_files in metrics.json)",
+                        len(self.stray_files), self.root, shown)  # fmt: skip
+        files, self.bad_scans = check_scans(found, on_bad_file=self.on_bad_file)
         self.census = {f.key: stamp_census(f, min_region_area=self.min_region_area) for f in files}
         self.stamps = {key: census.stamps for key, census in self.census.items()}
         warn_ground_truth(self.census.values())
@@ -143,6 +154,7 @@ class StaverDataModule(L.LightningDataModule):
             "scans_without_stamp": self.num_without_stamp,
             "bad_scans": len(self.bad_scans),
             "bad_files": [bad.problem for bad in self.bad_scans],
+            "stray_files": self.stray_files,
             "regions_without_ink": sum(c.without_ink for c in self.census.values()),
             "regions_below_min_area": sum(c.below_min_area for c in self.census.values()),
             **ground_truth_counts(self.census.values()),

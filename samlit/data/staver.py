@@ -90,6 +90,26 @@ def find_scans(root: Path | str) -> list[ScanFiles]:
     return [ScanFiles.for_key(root, key) for key in keys]
 
 
+def stray_files(root: Path | str, keys: Iterable[str]) -> list[str]:
+    """Every file in the layout's three folders that is not one of the scans ``keys`` or their ground truth, as
+    ``"<path>: <why it is not used>"`` (nothing in a data folder is left out silently)."""
+    root, keys = Path(root), set(keys)
+    expected = {
+        SCANS_DIR: (lambda name: name.endswith(".png") and name[:-4] in keys, "not a .png scan"),
+        PIXEL_GT_DIR: (lambda name: name.endswith("-px.png") and name[:-7] in keys, "no scan <key>.png for it"),
+        REGION_MAP_DIR: (lambda name: name.endswith("-gt.png") and name[:-7] in keys, "no scan <key>.png for it"),
+    }
+    stray = []
+    for folder, (used, why) in expected.items():
+        if (root / folder).is_dir():
+            for path in sorted((root / folder).iterdir()):
+                if path.is_dir():
+                    stray.append(f"{path}: a folder (the layout has none here)")
+                elif not used(path.name):
+                    stray.append(f"{path}: {'a hidden file' if path.name.startswith('.') else why}")
+    return stray
+
+
 def read_regions(path: Path | str, *, min_area: int = MIN_REGION_AREA) -> tuple[np.ndarray, np.ndarray]:
     """Stamps of a region map file: (labels (H, W) int32, 0 = background, 1..N; boxes (N, 4) float32 xyxy)."""
     return label_regions(read_gray(Path(path)), min_area=min_area)

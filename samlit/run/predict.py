@@ -119,10 +119,44 @@ def jobs(cfg: DictConfig) -> list[tuple[Path, Any]]:
         table = json.loads(Path(cfg.boxes).read_text())
     except ValueError as error:
         raise SamlitError(f"boxes={cfg.boxes}: not valid JSON ({error})") from None
-    found = sorted(p for p in image.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name in table)
+    files = sorted(p for p in image.iterdir() if p.is_file())
+    found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.name in table]
     if not found:
         raise SamlitError(f"boxes={cfg.boxes} names no image of {image}")
+    unused = [p.name for p in files if p not in found]
+    if unused:
+        shown = ", ".join(unused[:5]) + (", ..." if len(unused) > 5 else "")
+        log.warning("%d files of %s are not predicted (not an image, or not in boxes=%s): %s",
+                    len(unused), image, cfg.boxes, shown)  # fmt: skip
+    missing = sorted(set(table) - {p.name for p in found})
+    if missing:
+        log.warning("boxes=%s names %d images that are not in %s: %s",
+                    cfg.boxes, len(missing), image, ", ".join(missing[:5]))  # fmt: skip
     return [(path, table[path.name]) for path in found]
+
+
+def check_outputs(todo: list[tuple[Path, np.ndarray]], out_dir: Path) -> None:
+    """One line, before any work, if two images share a stem (their ``<stem>_mask_<i>.png`` would overwrite each
+    other) or ``out_dir`` already holds a file this run would write (an earlier run's: nothing is overwritten)."""
+    stems: dict[str, Path] = {}
+    planned = [out_dir / "predictions.json"]
+    for path, boxes in todo:
+        if path.stem in stems:
+            raise SamlitError(
+                f"{stems[path.stem]} and {path} share the name {path.stem!r}: their masks would overwrite each "
+                "other; rename one, or predict them in two runs"
+            )
+        stems[path.stem] = path
+        planned += [
+            out_dir / f"{path.stem}_{kind}.png" for kind in ("overlay", *(f"mask_{i}" for i in range(len(boxes))))
+        ]
+    existing = [p for p in planned if p.exists()]
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise SamlitError(
+            f"output={out_dir} already holds {existing[0]}{more} that this run would write: pass another output= "
+            "(or leave it unset: a new run dir), or move them"
+        )
 
 
 def chosen_frame(cfg: DictConfig) -> dict[str, Any]:
@@ -139,6 +173,7 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
     todo = [  # every input checked before the model is built
         (path, checked_boxes(raw, image_size=read_rgb(path).shape[:2], source=str(path))) for path, raw in jobs(cfg)
     ]
+    check_outputs(todo, out_dir)
     frame = chosen_frame(cfg)
     log.info("frame: %s", f"box crops (margin {frame['crop_margin']})" if frame["crop"] == "box" else "whole image")
     sam = instantiate(cfg.model)

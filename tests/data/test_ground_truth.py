@@ -158,3 +158,25 @@ def test_exif_rotated_jpeg_named_png_is_skipped_with_its_reason(messy):
     (problem,) = [b.problem for b in bad]
     assert "size mismatch" in problem and "EXIF orientation 6" in problem and str(files.scan) in problem
     assert read_rgb(files.scan).shape[:2] == read_gray(files.pixel_gt).shape[::-1]  # what the reader would see
+
+
+def test_every_unused_file_is_reported_with_its_reason(messy, caplog):
+    """No input is left out silently: a JPEG scan, a stray note, ground truth without a scan, a hidden file."""
+    files = find_scans(messy)[0]
+    scans_dir, maps_dir = files.scan.parent, files.region_map.parent
+    Image.fromarray(read_rgb(files.scan)).save(scans_dir / "photo.jpg")
+    (scans_dir / "notes.txt").write_text("x")
+    (scans_dir / ".DS_Store").write_bytes(b"\0")
+    shutil.copy(files.region_map, maps_dir / "stampDS-09999-gt.png")
+    with caplog.at_level(logging.WARNING):
+        datamodule = StaverDataModule(root=messy, val_fraction=0.2, test_fraction=0.2)
+        datamodule.setup()
+    stray = datamodule.summary()["stray_files"]
+    assert stray == [
+        f"{scans_dir / '.DS_Store'}: a hidden file",
+        f"{scans_dir / 'notes.txt'}: not a .png scan",
+        f"{scans_dir / 'photo.jpg'}: not a .png scan",
+        f"{maps_dir / 'stampDS-09999-gt.png'}: no scan <key>.png for it",
+    ]
+    (warning,) = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert warning.startswith(f"4 files under {messy} are not used: {stray[0]}")

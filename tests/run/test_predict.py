@@ -12,6 +12,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from samlit.core.errors import SamlitError
 from samlit.data.crops import crop_box
 from samlit.model.sam import build_sam
 from samlit.run.export import export_sam, load_exported
@@ -83,8 +84,8 @@ def test_exported_vit_b_in_stock_sam_predictor_matches_samlit(tmp_path):
     assert np.array_equal(ours, stock)
 
 
-def run_predict(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(REPO / "predict.py"), f"paths.root_dir={tmp_path}", f"output={tmp_path}/out"]
+def run_predict(tmp_path, *overrides: str, out: str = "out") -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "predict.py"), f"paths.root_dir={tmp_path}", f"output={tmp_path}/{out}"]
     return subprocess.run([*command, *overrides], capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
@@ -99,12 +100,20 @@ def test_predict_cli_writes_masks_overlays_and_json(tmp_path):
     mask = cv2.imread(str(tmp_path / "out" / "a_mask_0.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (200, 300) and set(np.unique(mask)) <= {0, 255}
     assert (tmp_path / "out" / "a_overlay.png").is_file()
+    again = run_predict(tmp_path, f"image={image_dir}/a.png", "box=[0,0,50,50]")  # same output folder
+    (line,) = again.stderr.strip().splitlines()
+    assert again.returncode == 2 and line.startswith(f"error: output={tmp_path}/out already holds "), again.stderr
+    assert (cv2.imread(str(tmp_path / "out" / "a_mask_0.png"), cv2.IMREAD_UNCHANGED) == mask).all()  # untouched
 
     boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"a.png": BOXES.tolist(), "b.png": [BOXES[0].tolist()]}))
-    result = run_predict(tmp_path, f"image={image_dir}", f"boxes={boxes}")
+    boxes.write_text(json.dumps({"a.png": BOXES.tolist(), "b.png": [BOXES[0].tolist()], "c.png": [[0, 0, 9, 9]]}))
+    (image_dir / "notes.txt").write_text("x")
+    result = run_predict(tmp_path, f"image={image_dir}", f"boxes={boxes}", out="out2")
     assert result.returncode == 0, result.stderr[-2000:]
-    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    said = result.stdout + result.stderr  # Hydra's log goes to stdout
+    assert "1 files of" in said and "notes.txt" in said  # not dropped silently
+    assert "names 1 images that are not in" in said and "c.png" in said
+    predictions = json.loads((tmp_path / "out2" / "predictions.json").read_text())
     assert [(p["image"].rsplit("/", 1)[1], p["mask"].rsplit("/", 1)[1]) for p in predictions] == [
         ("a.png", "a_mask_0.png"),
         ("a.png", "a_mask_1.png"),
@@ -167,3 +176,11 @@ def test_a_box_written_as_text_is_read():
 
     assert checked_boxes("180,103,306,204", image_size=(300, 400), source="s").tolist() == [[180, 103, 306, 204]]
     assert checked_boxes("[180,103,306,204]", image_size=(300, 400), source="s").tolist() == [[180, 103, 306, 204]]
+
+
+def test_two_images_with_one_stem_are_refused_before_any_work(tmp_path):
+    from samlit.run.predict import check_outputs
+
+    todo = [(tmp_path / "a" / "scan.png", BOXES), (tmp_path / "b" / "scan.jpg", BOXES[:1])]
+    with pytest.raises(SamlitError, match="share the name 'scan': their masks would overwrite each other"):
+        check_outputs(todo, tmp_path / "out")
