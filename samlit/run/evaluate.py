@@ -24,6 +24,7 @@ from samlit.model.module import Prediction
 from samlit.run.embed import build_embeddings
 from samlit.run.export import run_frame
 from samlit.run.figures import prediction_panels
+from samlit.run.rundir import claim_run_dir
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
 
@@ -53,6 +54,7 @@ def use_run_frame(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
+    claim_run_dir(run_dir, marker="metrics.json")
     use_run_frame(cfg)
     job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst", needs=("test",))
     build_embeddings(trainer=job.trainer, tuner=job.module, datamodule=job.datamodule)

@@ -31,6 +31,7 @@ from samlit.core.errors import SamlitError
 from samlit.run import dashboard, figures, report
 from samlit.run.embed import build_embeddings
 from samlit.run.export import export_run
+from samlit.run.rundir import claim_run_dir
 from samlit.run.setup import Job, group_choice, setup
 from samlit.run.testing import TestResult, run_test
 
@@ -46,6 +47,8 @@ def main(cfg: DictConfig) -> float:
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     check_resume_checkpoint(cfg.get("ckpt_path"))
+    if rank_zero_only.rank == 0:  # the other DDP ranks start after rank 0 has written its config
+        claim_run_dir(run_dir, marker="config_resolved.yaml", resume=cfg.get("ckpt_path"))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
     if rank_zero_only.rank == 0:
