@@ -59,17 +59,47 @@ def verify_export(sam: Sam, path: Path | str, *, model_type: str) -> None:
             raise RuntimeError(f"export check failed: {path} differs from the trained model at {key}")
 
 
+def decoder_state(sam: Sam) -> dict[str, torch.Tensor]:
+    """The mask decoder's tensors under stock key names (``mask_decoder.…``), plain contiguous CPU tensors."""
+    return {f"mask_decoder.{k}": v.detach().cpu().contiguous() for k, v in sam.mask_decoder.state_dict().items()}
+
+
 def export_decoder(sam: Sam, path: Path | str) -> Path:
     """Save the mask decoder alone, under stock key names (``mask_decoder.…``), atomically to ``path``."""
-    state = {f"mask_decoder.{k}": v.detach().cpu().contiguous() for k, v in sam.mask_decoder.state_dict().items()}
-    return atomic.torch_save(state, path)
+    return atomic.torch_save(decoder_state(sam), path)
 
 
-def export_run(sam: Sam, export_dir: Path, *, model_type: str) -> tuple[Path, Path]:
-    """Both exports of a fine-tuned ``sam`` into ``export_dir``, the full file checked against the model."""
-    full = export_sam(sam, export_dir / f"sam_{model_type}_finetuned.pth")
-    verify_export(sam, full, model_type=model_type)
-    return full, export_decoder(sam, export_dir / f"sam_{model_type}_decoder.pth")
+def holds(path: Path, state: dict[str, torch.Tensor]) -> bool:
+    """Whether the torch file ``path`` holds exactly ``state`` (read memory-mapped: no second copy in memory)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: not the same file, whatever it holds
+        return False
+    return saved.keys() == state.keys() and all(torch.equal(saved[k], v.detach().cpu()) for k, v in state.items())
+
+
+def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = True) -> tuple[Path, Path]:
+    """Both exports of a fine-tuned ``sam`` into ``export_dir``, the full file checked against the model.
+
+    ``replace=False`` (the export CLI): a file already there that holds the same tensors is kept as is; one that
+    holds others is never overwritten (``SamlitError`` naming it, before anything is written)."""
+    full, decoder = export_dir / f"sam_{model_type}_finetuned.pth", export_dir / f"sam_{model_type}_decoder.pth"
+    todo = {full: sam.state_dict(), decoder: decoder_state(sam)}
+    if not replace:
+        for path, state in list(todo.items()):
+            if path.exists():
+                if not holds(path, state):
+                    raise SamlitError(
+                        f"{path} already exists and holds other weights (an earlier export?); it is not "
+                        "overwritten: pass --out <another folder>, or move it"
+                    )
+                del todo[path]
+    if full in todo:
+        export_sam(sam, full)
+        verify_export(sam, full, model_type=model_type)
+    if decoder in todo:
+        export_decoder(sam, decoder)
+    return full, decoder
 
 
 def run_frame(*weights: str | None) -> dict[str, Any] | None:
@@ -123,10 +153,13 @@ def cli(argv: list[str] | None = None) -> int:
             decoder_weights=str(checkpoint),
         )
         export_dir = args.out or run_dir / "export"
-        full, decoder = export_run(sam, export_dir, model_type=model.model_type)
+        full, decoder = export_run(sam, export_dir, model_type=model.model_type, replace=False)
         print(f"{full}\n{decoder}")
         if args.onnx:
-            onnx_path, figures = export_onnx(sam, export_dir / f"sam_{model.model_type}_decoder.onnx")
+            onnx_path = export_dir / f"sam_{model.model_type}_decoder.onnx"
+            if onnx_path.exists():
+                raise SamlitError(f"{onnx_path} already exists; it is not overwritten: pass --out <another folder>")
+            onnx_path, figures = export_onnx(sam, onnx_path)
             print(onnx_path)
             print(onnx_report(figures))
     except SamlitError as error:

@@ -147,3 +147,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # the onnx extra not installed
     assert cli([str(tmp_path / "nowhere"), "--onnx"]) == 2
     assert capsys.readouterr().err == "error: --onnx needs the onnx extra: pip install -e '.[onnx]'\n"
+
+
+def test_cli_never_overwrites_an_export_it_did_not_write(tmp_path, sam, capsys):
+    """Run again: files holding the same tensors are kept; other weights (another checkpoint) are refused, and
+    the files already there stay as they were."""
+    run = fake_run(tmp_path, sam)
+    assert cli([str(run)]) == 0
+    full = run / "export" / "sam_tiny_finetuned.pth"
+    before = full.read_bytes()
+    assert cli([str(run)]) == 0  # the same weights: nothing to do
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    first = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][first] = checkpoint["state_dict"][first] + 1
+    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    assert cli([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {full} already exists and holds other weights") and "--out" in err
+    assert full.read_bytes() == before
+    assert cli([str(run), "--out", str(tmp_path / "new")]) == 0
