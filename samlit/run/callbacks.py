@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from samlit.core.distributed import gather_by_key
@@ -88,15 +88,27 @@ class ValOverlays(L.Callback):
             )
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Lightning's ``OnExceptionCheckpoint`` (saved in ``on_exception``), kept until a fit ends normally.
+class InterruptCheckpoint(L.Callback):
+    """``<dirpath>/<filename>.ckpt`` saved when a fit stops on an exception (SIGTERM, Ctrl-C, an error), kept until
+    a fit ends normally.
 
-    Lightning's deletes the file when any later trainer call ends; a resumed ``train.py`` runs its zero-shot
-    test before the fit that reads it, so that would delete it first.
+    Not Lightning's ``OnExceptionCheckpoint``, on purpose: with one of those among the callbacks, Lightning turns
+    ``fit(ckpt_path=None)`` into ``ckpt_path="last"`` and resumes, unasked, from any last or on-exception
+    checkpoint it finds in the run dir (with a warning on every fresh run that there is none). And it deletes
+    the file when any later trainer call ends: a resumed ``train.py`` runs its zero-shot test before the fit
+    that reads the file.
     """
 
-    def teardown(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        pass
+    def __init__(self, *, dirpath: str | Path, filename: str = "interrupted") -> None:
+        self.dirpath, self.filename = Path(dirpath), filename
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.dirpath / f"{self.filename}.ckpt"
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # optimizer, loops, loader: exact resume
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.strategy.remove_checkpoint(self.ckpt_path)  # the fit finished: nothing left to resume

@@ -62,8 +62,18 @@ def setup(
     callbacks = [*instantiate_group(cfg.get("callbacks")), history, TestPredictions(keep=keep, order=order)]
     if not loggers:  # logger=null / ~logger: Lightning refuses a learning-rate monitor with nowhere to log
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **epoch_fit(cfg, datamodule))
     return Job(datamodule=datamodule, module=module, trainer=trainer, loggers=loggers, history=history)
+
+
+def epoch_fit(cfg: DictConfig, datamodule: Any) -> dict[str, int]:
+    """``log_every_n_steps`` no longer than a training epoch (one process's share), so every epoch logs its
+    training loss (Lightning warns on every short run otherwise)."""
+    interval = cfg.trainer.get("log_every_n_steps")
+    if not interval or not datamodule.splits.get("train"):
+        return {}
+    batches = math.ceil(len(datamodule.dataset("train", train=True)) / datamodule.batch_size)
+    return {"log_every_n_steps": max(1, min(int(interval), batches))}
 
 
 def check_values(cfg: DictConfig) -> None:

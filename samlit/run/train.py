@@ -21,7 +21,6 @@ from types import FrameType
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.run import dashboard, figures, report
+from samlit.run.callbacks import InterruptCheckpoint
 from samlit.run.embed import build_embeddings
 from samlit.run.export import export_run
 from samlit.run.rundir import claim_run_dir
@@ -55,6 +55,9 @@ def main(cfg: DictConfig) -> float:
         atomic.write_text(run_dir / "config_resolved.yaml", OmegaConf.to_yaml(resolved))
     job = setup(cfg, keep=cfg.figures)
     trainer, module = job.trainer, job.module
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in module.parameters())
+    log.info("model: %s, %.2f M of %.2f M parameters train", cfg.model.model_type, trainable / 1e6, total / 1e6)
     for logger in job.loggers:
         logger.log_hyperparams(resolved)  # the full resolved config (rank 0 only: Lightning's loggers say so)
 
@@ -118,7 +121,7 @@ def fine_tune(job: Job, *, ckpt_path: str | None, run_dir: Path) -> None:
         with stop_like_sigterm(stopped_by):
             trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException as stop:
-        written = [c.ckpt_path for c in trainer.callbacks if isinstance(c, OnExceptionCheckpoint)]
+        written = [c.ckpt_path for c in trainer.callbacks if isinstance(c, InterruptCheckpoint)]
         checkpoint = written[0] if written else run_dir / "checkpoints" / "last.ckpt"  # its callback turned off
         raise Interrupted(
             f"stopped by {stopped_by[0] if stopped_by else 'SIGTERM'} at step {trainer.global_step} (epoch "

@@ -58,6 +58,29 @@ def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> N
     assert evaluated["worst_case_figures"] and (eval_dir / evaluated["worst_case_figures"][0]).is_file()
 
 
+NOISE = (  # issue 17: Lightning / torchmetrics messages that told a user nothing (or pointed at a real oddity)
+    "was called without a model",
+    'ckpt_path="last"',
+    "`weights_only` was not set",
+    "LeafSpec",
+    "smaller than the logging interval",
+    "DiceScore metric currently defaults",
+    "GPU available",
+    "Tip:",
+    "Total estimated model params size",
+)
+
+
+def check_quiet_console(result: subprocess.CompletedProcess) -> None:
+    """The console holds the story (data, cache build, model, results table, run dir) and none of ``NOISE``."""
+    console = result.stdout + result.stderr
+    assert not [n for n in NOISE if n in console], [
+        line for line in console.splitlines() if any(n in line for n in NOISE)
+    ]
+    for needed in ("data: ", "embedding cache", "parameters train", "zero-shot", "fine-tuned", "run dir: "):
+        assert needed in console, needed
+
+
 def test_items(metrics: dict) -> int:
     """Test items of a run: its test scans (``data.crop=none``) or its test stamps (``box``: one crop each)."""
     return metrics["data"]["test_stamps" if metrics["frame"]["crop"] == "box" else "test_scans"]
@@ -109,7 +132,9 @@ def test_train_end_to_end(tmp_path):
     W&B (offline) and TensorBoard at once."""
     result = run_train(tmp_path, *FAST, "logger=[csv,wandb,tensorboard]")
     assert result.returncode == 0, result.stderr[-3000:]
+    check_quiet_console(result)
     run_dir = only_run_dir(tmp_path)
+    assert "GPU available" in (run_dir / "train.log").read_text()  # Lightning's INFO lines: in the log, not the console
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert (metrics["model"], metrics["loss"]) == ("tiny", "dice")
@@ -160,6 +185,7 @@ def test_default_run_learns_stamps(tmp_path):
     for another CPU's float rounding; box crops, with the frame's ceiling above it."""
     result = run_train(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    check_quiet_console(result)
     metrics = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
     check_schema(metrics)
     assert metrics["frame"]["crop"] == "box" and metrics["seed"] == 0
