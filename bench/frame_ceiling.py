@@ -50,9 +50,7 @@ def main() -> None:
     frames = [("page", "none", 0.0)] + [(f"crop m={m}", "box", float(m)) for m in args.margins.split(",")]
     for name, crop, margin in frames:
         start = time.perf_counter()
-        dataset = StampDataset(
-            files, min_region_area=datamodule.min_region_area, crop=crop, crop_margin=margin, stamps=stamps
-        )
+        dataset = StampDataset(files, read=datamodule.source.read, crop=crop, crop_margin=margin, stamps=stamps)
         ceiling = frame_ceiling(dataset)
         print(
             f"{name:>12}: oracle IoU {ceiling['iou']:.4f} at threshold {ceiling['threshold']:.2f} over "

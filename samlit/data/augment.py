@@ -18,7 +18,7 @@ import numpy as np
 
 from samlit.core.errors import SamlitError
 from samlit.core.seeds import stable_hash
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 
 
 def view_seed(*, seed: int, key: str, view: int) -> int:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import exif_orientation
-from samlit.data.staver import ScanFiles
+
+if TYPE_CHECKING:  # staver.py imports this module
+    from samlit.data.staver import ScanFiles
 
 log = logging.getLogger(__name__)
 POLICIES = ("skip", "raise")

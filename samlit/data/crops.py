@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from samlit.core.errors import SamlitError
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 
 MODES = ("none", "box")
 CropBox = tuple[int, int, int, int]  # x0, y0, x1, y1 in page pixels

@@ -1,6 +1,7 @@
-"""LightningDataModules over the StaVer layout: real scans (``data=staver``) or generated ones
-(``data=synthetic``, written in the same layout so the real reader is the one that runs). They find and check
-the scans, split them, and hand out ``StampDataset`` loaders (``samlit.data.dataset``)."""
+"""The one LightningDataModule (``StampDataModule``) over any ``Source``: it finds and checks the images, splits
+them and hands out ``StampDataset`` loaders (``samlit.data.dataset``). Thin subclasses only build their source from
+their config keys: StaVer (``data=staver``), generated scans in the StaVer layout (``data=synthetic``), COCO
+instance JSON (``data=coco``) and image/label folders (``data=folder``)."""
 
 from __future__ import annotations
 
@@ -17,57 +18,47 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
 from samlit.data.ceiling import frame_ceiling
-from samlit.data.checks import BadScan, check_scans
+from samlit.data.checks import BadScan
 from samlit.data.crops import check_crop
 from samlit.data.dataset import EpochSampler, StampDataset, collate_samples
 from samlit.data.prompts import PromptSampler
+from samlit.data.sample import StampCensus
+from samlit.data.source import Source
 from samlit.data.splits import split_keys
-from samlit.data.staver import (
-    PIXEL_GT_DIR,
-    REGION_MAP_DIR,
-    ScanFiles,
-    StampCensus,
-    find_scans,
-    ground_truth_counts,
-    stamp_census,
-    stray_files,
-    warn_ground_truth,
-)
+from samlit.data.staver import StaverSource
 from samlit.data.synthetic import generate_synthetic_staver
 
 log = logging.getLogger(__name__)
 
 
-class StaverDataModule(L.LightningDataModule):
-    """Scans in the StaVer layout under ``root``, split deterministically into train / val / test.
+class StampDataModule(L.LightningDataModule):
+    """Images with instances from a ``Source`` (StaVer, COCO, image/label folders), split deterministically into
+    train / val / test by image stem and ``seed`` (or by the source's own split).
 
-    Left out of every split, and counted in ``summary()``: bad scans (missing, empty, corrupt or non-image
-    files, ground truth of another size: skipped with a warning, or an error with ``on_bad_file="raise"``, see
-    ``samlit.data.checks``) and scans without a stamp that holds ink (a box prompt needs a stamp, a mask needs
-    ink). Regions without ink and specks below ``min_region_area`` are counted and never become prompts.
+    Left out of every split, and counted in ``summary()``: bad files (skipped with a warning, or an error with
+    ``on_bad_file="raise"``) and images without an instance (a box prompt needs an instance, a mask needs ink).
+    Empty instances and specks below the source's ``min_area`` are counted and never become prompts.
 
     Args:
-        root: the StaVer-layout folder. batch_size: images per step (each with all its stamps).
-        seed: decides the split (and, with the epoch, each training item's random choices).
-        val_fraction, test_fraction: shares of the scans with a stamp held out for val and test.
+        source: the data layout's reader (``samlit.data.source.Source``).
+        batch_size: items per step. seed: decides the split (and, with the epoch, each training item's random
+            choices). val_fraction, test_fraction: shares of the images with an instance held out for val and test.
         prompts: training prompts (``data.prompts``: box jitter, points); val and test get the exact boxes.
-        min_region_area: region-map components below this many px are noise. augment: training image views.
-        on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad scan.
-        crop, crop_margin: the frame each stamp is seen through: ``none`` = the page, ``box`` = one item per stamp,
-            cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.crops``).
+        augment: training image views. on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad file.
+        crop, crop_margin: the frame each instance is seen through: ``none`` = the image, ``box`` = one item per
+            instance, cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.crops``).
     """
 
     def __init__(
         self,
         *,
-        root: str | Path | None,
+        source: Source,
         batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         prompts: PromptSampler | None = None,
-        min_region_area: int = 16,
         augment: ImageViews | None = None,
         on_bad_file: str = "skip",
         crop: str = "none",
@@ -78,62 +69,61 @@ class StaverDataModule(L.LightningDataModule):
         for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise SamlitError(f"data.{key}={value!r} must be a whole number >= {least}")
-        if root is None or not str(root).strip():
-            raise SamlitError(
-                "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
-                "ground-truth-pixel/ground-truth-pixel/<id>-px.png and ground-truth-maps/ground-truth-maps/<id>-gt.png"
-            )
-        self.root = Path(root).expanduser()
+        self.source = source
+        self.root = source.root
+        self.min_region_area = source.min_area
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.prompts = prompts if prompts is not None else PromptSampler(box_jitter=0.1)
-        self.min_region_area = min_region_area
         self.augment = augment if augment is not None and augment.views > 0 else None
         self.on_bad_file = on_bad_file
         self.crop = crop
         self.crop_margin = crop_margin
-        self.splits: dict[str, list[ScanFiles]] = {}
+        self.splits: dict[str, list[Any]] = {}
         self.num_without_stamp = 0
         self.bad_scans: list[BadScan] = []
         self.stray_files: list[str] = []
         self.census: dict[str, StampCensus] = {}
-        self.stamps: dict[str, int] = {}  # stamps with ink per scan key
+        self.stamps: dict[str, int] = {}  # instances with ink per image key
 
     def prepare_data(self) -> None:
-        find_scans(self.root)  # fail fast, with one line, on a missing or wrong root
+        self.source.find()  # fail fast, with one line, on a missing or wrong root
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        found = find_scans(self.root)
-        self.stray_files = stray_files(self.root, [f.key for f in found])
+        found = self.source.find()
+        self.stray_files = self.source.stray(found)
         if self.stray_files:
             shown = "; ".join(self.stray_files[:3]) + ("; ..." if len(self.stray_files) > 3 else "")
             log.warning("%d files under %s are not used: %s (all: data.stray_files in metrics.json)",
                         len(self.stray_files), self.root, shown)  # fmt: skip
-        files, self.bad_scans = check_scans(found, on_bad_file=self.on_bad_file)
-        self.census = {f.key: stamp_census(f, min_region_area=self.min_region_area) for f in files}
+        files, self.bad_scans = self.source.check(found, on_bad_file=self.on_bad_file)
+        self.census = {f.key: self.source.census(f) for f in files}
         self.stamps = {key: census.stamps for key, census in self.census.items()}
-        warn_ground_truth(self.census.values())
+        self.source.warn(self.census.values())
         with_stamp = [f for f in files if self.stamps[f.key] > 0]
         self.num_without_stamp = len(files) - len(with_stamp)
         if not with_stamp:
             census = self.census.values()
             raise SamlitError(
-                f"no scan under {self.root} holds a stamp with ink: {len(files)} scans read "
-                f"({len(self.bad_scans)} bad files skipped), {sum(c.without_ink for c in census)} stamp regions "
-                f"without ink in the pixel ground truth, {sum(c.below_min_area for c in census)} regions below "
-                f"data.min_region_area={self.min_region_area} px; check that the region maps "
-                f"({REGION_MAP_DIR}/<key>-gt.png) mark each stamp on a plain background and that the pixel ground "
-                f"truth ({PIXEL_GT_DIR}/<key>-px.png) marks its ink, or add scans (data.num_scans for synthetic data)"
+                f"no image under {self.root} holds an instance with ink: {len(files)} images read "
+                f"({len(self.bad_scans)} bad files skipped), {sum(c.without_ink for c in census)} instances "
+                f"without ink, {sum(c.below_min_area for c in census)} below data.min_region_area="
+                f"{self.min_region_area} px; {self.source.no_instance_hint()}, or add images (data.num_scans for "
+                "synthetic data)"
             )
         by_key = {f.key: f for f in with_stamp}
-        keys = split_keys(
-            list(by_key), seed=self.seed, val_fraction=self.val_fraction, test_fraction=self.test_fraction
-        )
+        given = self.source.user_splits()
+        if given is not None:
+            keys = {name: sorted(k for k in given.get(name, ()) if k in by_key) for name in ("train", "val", "test")}
+        else:
+            keys = split_keys(
+                list(by_key), seed=self.seed, val_fraction=self.val_fraction, test_fraction=self.test_fraction
+            )
         self.splits = {name: [by_key[k] for k in split] for name, split in keys.items()}
 
     def require_splits(self, *names: str) -> None:
@@ -157,7 +147,7 @@ class StaverDataModule(L.LightningDataModule):
             "stray_files": self.stray_files,
             "regions_without_ink": sum(c.without_ink for c in self.census.values()),
             "regions_below_min_area": sum(c.below_min_area for c in self.census.values()),
-            **ground_truth_counts(self.census.values()),
+            **self.source.counts(self.census.values()),
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
             **{f"{name}_stamps": sum(self.stamps[f.key] for f in files) for name, files in self.splits.items()},
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
@@ -168,8 +158,8 @@ class StaverDataModule(L.LightningDataModule):
     def dataset(self, split: str, *, train: bool) -> StampDataset:
         return StampDataset(
             self.splits[split],
+            read=self.source.read,
             prompts=self.prompts if train else None,
-            min_region_area=self.min_region_area,
             augment=self.augment if train else None,
             seed=self.seed,
             **self._frame(split),
@@ -184,7 +174,7 @@ class StaverDataModule(L.LightningDataModule):
         """Oracle IoU of ``split`` through the page and through box crops (``samlit.data.ceiling``)."""
         return {
             crop: frame_ceiling(
-                StampDataset(self.splits[split], min_region_area=self.min_region_area, **self._frame(split, crop=crop))
+                StampDataset(self.splits[split], read=self.source.read, **self._frame(split, crop=crop))
             )
             for crop in ("none", "box")
         }
@@ -229,7 +219,7 @@ class StaverDataModule(L.LightningDataModule):
         """Every image the run will encode: each training scan's views, then the val and test scans."""
         views = StampDataset(
             self.splits["train"],
-            min_region_area=self.min_region_area,
+            read=self.source.read,
             augment=self.augment,
             every_view=True,
             **self._frame("train"),
@@ -245,6 +235,19 @@ class StaverDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test", train=False), shuffle=False)
+
+
+class StaverDataModule(StampDataModule):
+    """``StampDataModule`` over the StaVer layout under ``root`` (``data=staver``): a stamp is a region of the
+    region map with ink inside; ``min_region_area``: region-map components below this many px are noise."""
+
+    def __init__(self, *, root: str | Path | None, min_region_area: int = 16, **kwargs: Any) -> None:
+        if root is None or not str(root).strip():
+            raise SamlitError(
+                "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
+                "ground-truth-pixel/ground-truth-pixel/<id>-px.png and ground-truth-maps/ground-truth-maps/<id>-gt.png"
+            )
+        super().__init__(source=StaverSource(root=root, min_area=min_region_area), **kwargs)
 
 
 class SyntheticStaverDataModule(StaverDataModule):

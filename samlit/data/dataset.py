@@ -8,7 +8,7 @@ resumed run).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from samlit.data.augment import ImageViews
 from samlit.data.crops import check_crop, crop_stamp
 from samlit.data.prompts import PromptSampler
 from samlit.data.sam_frame import to_sam_frame
-from samlit.data.staver import ScanFiles, read_scan, with_ink
+from samlit.data.sample import StampSample, with_ink
 
 Sample = dict[str, Any]
 
@@ -29,9 +29,8 @@ class StampDataset(Dataset):
     frame (``to_sam_frame``).
 
     Args:
-        files: the scans.
+        files: the images' records (``samlit.data.source``). read: a record -> its ``StampSample`` (the source's).
         prompts: how each item's prompts are drawn (default: the exact boxes, no points: val and test).
-        min_region_area: region-map components smaller than this (px) are noise, not stamps.
         augment: image views (``ImageViews``); each item is one of its ``views + 1`` views, drawn at random.
         every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
         seed: with the epoch and the index, seeds each item's random choices (view, jitter, points).
@@ -46,10 +45,10 @@ class StampDataset(Dataset):
 
     def __init__(
         self,
-        files: list[ScanFiles],
+        files: list[Any],
         *,
+        read: Callable[[Any], StampSample],
         prompts: PromptSampler | None = None,
-        min_region_area: int = 16,
         augment: ImageViews | None = None,
         every_view: bool = False,
         seed: int = 0,
@@ -68,7 +67,7 @@ class StampDataset(Dataset):
             else [(i, None) for i in range(len(files))]
         )
         self.prompts = prompts if prompts is not None else PromptSampler()
-        self.min_region_area = min_region_area
+        self.read = read
         self.augment = augment
         self.num_views = 1 + (augment.views if augment is not None else 0)
         self.every_view = every_view
@@ -87,7 +86,7 @@ class StampDataset(Dataset):
         else:
             view = int(torch.randint(self.num_views, (), generator=generator)) if self.num_views > 1 else 0
         scan, stamp = self.items[index]
-        sample = read_scan(self.files[scan], min_region_area=self.min_region_area)
+        sample = self.read(self.files[scan])
         extra = {}
         if stamp is None:
             sample = self.augment(sample, view=view) if view else sample

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 
 LOW_RES = 256  # side of the mask decoder's output frame
 

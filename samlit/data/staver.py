@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,9 @@ import numpy as np
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import read_gray, read_rgb
+from samlit.data.checks import check_scans
 from samlit.data.ground_truth import fill_holes, foreground
+from samlit.data.sample import StampCensus, StampSample
 
 SCANS_DIR = Path("scans", "scans")
 PIXEL_GT_DIR = Path("ground-truth-pixel", "ground-truth-pixel")
@@ -59,21 +61,6 @@ class ScanFiles:
             pixel_gt=root / PIXEL_GT_DIR / f"{key}-px.png",
             region_map=root / REGION_MAP_DIR / f"{key}-gt.png",
         )
-
-
-@dataclass
-class StampSample:
-    """One scan with its stamps.
-
-    image: (H, W, 3) uint8 RGB.
-    masks: (N, H, W) bool, one instance per stamp: the ink pixels inside the stamp's region.
-    boxes: (N, 4) float32 xyxy in pixels, the regions' bounding rectangles (x0, y0, x0 + w, y0 + h).
-    """
-
-    key: str
-    image: np.ndarray
-    masks: np.ndarray
-    boxes: np.ndarray
 
 
 def find_scans(root: Path | str) -> list[ScanFiles]:
@@ -151,26 +138,6 @@ def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> St
     return StampSample(key=files.key, image=image, masks=masks, boxes=boxes)
 
 
-def with_ink(sample: StampSample) -> StampSample:
-    """``sample`` without its stamp regions that hold no ink (nothing to learn, nothing to score)."""
-    keep = sample.masks.any(axis=(1, 2)) if sample.masks.ndim == 3 else np.zeros(0, bool)  # also with no stamp left
-    return StampSample(key=sample.key, image=sample.image, masks=sample.masks[keep], boxes=sample.boxes[keep])
-
-
-@dataclass(frozen=True)
-class StampCensus:
-    """A scan's regions: ``stamps`` (at least ``min_region_area`` px, with ink: trained on and scored),
-    ``without_ink`` (big enough, but no ink inside: left out) and ``below_min_area`` (specks: left out); and how
-    its ground truth had to be read: ``grey_share`` per file (pixels neither of its two main values:
-    thresholded) and ``outline_share`` (share of the region map's regions that hole filling added)."""
-
-    stamps: int
-    without_ink: int
-    below_min_area: int
-    grey_share: dict[str, float] = field(default_factory=dict)
-    outline_share: float = 0.0
-
-
 def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampCensus:
     """Count a scan's regions by kind, from its region map and pixel ground truth (no RGB decode)."""
     region_map = read_gray(files.region_map)
@@ -233,3 +200,41 @@ def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarra
     if image.shape[:2] != other.shape[:2]:
         (h, w), (h2, w2) = image.shape[:2], other.shape[:2]
         raise SamlitError(f"size mismatch: {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
+
+
+class StaverSource:
+    """``Source`` over the StaVer layout under ``root``: records are ``ScanFiles``; a stamp is a region of the
+    region map with ink, its box the region's box (a stamp's ink is many strokes)."""
+
+    def __init__(self, *, root: Path | str, min_area: int = MIN_REGION_AREA) -> None:
+        self.root, self.min_area = Path(root).expanduser(), min_area
+
+    def find(self) -> list[ScanFiles]:
+        return find_scans(self.root)
+
+    def stray(self, records: list[ScanFiles]) -> list[str]:
+        return stray_files(self.root, [r.key for r in records])
+
+    def check(self, records: list[ScanFiles], *, on_bad_file: str) -> tuple[list[ScanFiles], list]:
+        return check_scans(records, on_bad_file=on_bad_file)
+
+    def census(self, record: ScanFiles) -> StampCensus:
+        return stamp_census(record, min_region_area=self.min_area)
+
+    def read(self, record: ScanFiles) -> StampSample:
+        return read_scan(record, min_region_area=self.min_area)
+
+    def warn(self, census: Iterable[StampCensus]) -> None:
+        warn_ground_truth(census)
+
+    def counts(self, census: Iterable[StampCensus]) -> dict[str, int]:
+        return ground_truth_counts(census)
+
+    def user_splits(self) -> None:
+        return None
+
+    def no_instance_hint(self) -> str:
+        return (
+            f"check that the region maps ({REGION_MAP_DIR}/<key>-gt.png) mark each stamp on a plain background and "
+            f"that the pixel ground truth ({PIXEL_GT_DIR}/<key>-px.png) marks its ink"
+        )

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from samlit.data.augment import ImageViews
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 
 
 def red_stamps(seed: int = 0, size: tuple[int, int] = (160, 200)) -> StampSample:
@@ -114,7 +114,7 @@ def test_a_view_that_pushes_every_stamp_out_leaves_an_item_without_prompts():
     """A view may move every stamp off the image (stamps near the edge): the item has no box, the step skips it."""
     import albumentations as A
 
-    from samlit.data.staver import with_ink
+    from samlit.data.sample import with_ink
 
     views = ImageViews(views=1, transforms=[A.Affine(translate_percent=(1.5, 1.5), p=1.0)], seed=0)
     out = with_ink(views(red_stamps(), view=1))

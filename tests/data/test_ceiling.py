@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from samlit.data.ceiling import frame_ceiling, upsample_low_res
 from samlit.data.sam_frame import to_sam_frame
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 from samlit.model.sam import build_sam
 from tests.conftest import FAST
 

@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 from samlit.core.errors import SamlitError
 from samlit.core.masks import mask_scores
 from samlit.data.crops import crop_box, crop_stamp, paste
-from samlit.data.staver import StampSample, read_scan, with_ink
+from samlit.data.sample import StampSample, with_ink
+from samlit.data.staver import read_scan
 from tests.conftest import FAST
 
 

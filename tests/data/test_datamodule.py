@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 
 from samlit.data.prompts import jitter_boxes
 from samlit.data.sam_frame import LOW_RES, to_sam_frame
-from samlit.data.staver import StampSample, find_scans, stamp_census
+from samlit.data.sample import StampSample
+from samlit.data.staver import find_scans, stamp_census
 from tests.conftest import FAST
 
 

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from samlit.data.prompts import sample_points
 from samlit.data.sam_frame import to_sam_frame
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 from tests.conftest import FAST
 
 

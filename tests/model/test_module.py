@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 
 from samlit.data.sam_frame import to_sam_frame
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 
 
 def group(key: str, *, size: int = 96, n: int = 2, seed: int = 0) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from samlit.data.sam_frame import to_sam_frame
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 from samlit.run.figures import MIN_SIDE, comparison, mean_iou, scan_image
 
 

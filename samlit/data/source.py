@@ -1,0 +1,48 @@
+"""The interface between a data layout and the one datamodule: a ``Source`` finds an image set's records, checks
+them, counts their instances and reads one record into a ``StampSample``. Sources: StaVer (``samlit.data.staver``),
+COCO instance JSON (``samlit.data.coco``) and image/label folders (``samlit.data.folder``).
+
+A record is any picklable object with a ``key`` (the image's file stem): splits, item seeds and embedding-cache
+views are functions of keys, so the same images give the same split whatever their source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from samlit.data.checks import BadScan
+from samlit.data.sample import StampCensus, StampSample
+
+
+class Source(Protocol):
+    root: Path  # where the data is (for messages and the report)
+    min_area: int  # instances (or regions) smaller than this many px are noise
+
+    def find(self) -> list[Any]:
+        """Every record, sorted by key; one-line ``SamlitError`` when the data is not there at all."""
+
+    def stray(self, records: list[Any]) -> list[str]:
+        """Files of the data folders that no record uses, each as ``"<path>: <why>"``."""
+
+    def check(self, records: list[Any], *, on_bad_file: str) -> tuple[list[Any], list[BadScan]]:
+        """Good records and bad ones (warned, or one-line ``SamlitError`` with ``on_bad_file="raise"``)."""
+
+    def census(self, record: Any) -> StampCensus:
+        """The record's instances by kind, without decoding its image."""
+
+    def read(self, record: Any) -> StampSample:
+        """Image (H, W, 3) uint8 RGB, instance masks (N, H, W) bool, boxes (N, 4) xyxy, instances in canonical order."""
+
+    def warn(self, census: Iterable[StampCensus]) -> None:
+        """Data-set-wide warnings from the census (once, not per file)."""
+
+    def counts(self, census: Iterable[StampCensus]) -> dict[str, Any]:
+        """Source-specific counts for the report."""
+
+    def user_splits(self) -> dict[str, set[str]] | None:
+        """Keys per split when the data set comes with its own split, else ``None`` (seeded split)."""
+
+    def no_instance_hint(self) -> str:
+        """What to check when no record holds an instance."""
