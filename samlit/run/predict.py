@@ -29,7 +29,7 @@ from samlit.core.images import read_rgb, write_png
 from samlit.data.crops import check_crop, crop_box, paste
 from samlit.data.prompts import clip_boxes
 from samlit.data.sam_frame import to_sam_frame
-from samlit.data.staver import StampSample
+from samlit.data.sample import StampSample
 from samlit.model.sam import decode_prompts, encode_image
 from samlit.run.export import run_frame
 from samlit.run.figures import PRED_COLOUR, overlay
