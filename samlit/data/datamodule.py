@@ -6,6 +6,7 @@ instance JSON (``data=coco``) and image/label folders (``data=folder``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
 from samlit.data.ceiling import frame_ceiling
 from samlit.data.checks import BadScan
+from samlit.data.coco import CocoSource
 from samlit.data.crops import check_crop
 from samlit.data.dataset import EpochSampler, StampDataset, collate_samples
+from samlit.data.folder import FolderSource
 from samlit.data.prompts import PromptSampler
 from samlit.data.sample import StampCensus
 from samlit.data.source import Source
@@ -248,6 +251,41 @@ class StaverDataModule(StampDataModule):
                 "ground-truth-pixel/ground-truth-pixel/<id>-px.png and ground-truth-maps/ground-truth-maps/<id>-gt.png"
             )
         super().__init__(source=StaverSource(root=root, min_area=min_region_area), **kwargs)
+
+
+class CocoDataModule(StampDataModule):
+    """``StampDataModule`` over a COCO instance JSON (``data=coco``); see ``samlit.data.coco.CocoSource``."""
+
+    def __init__(
+        self,
+        *,
+        images: str | Path,
+        annotations: str | Path | Mapping[str, str | Path],
+        root: str | Path | None = None,
+        categories: list[str] | None = None,
+        box_source: str = "mask",
+        min_region_area: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        source = CocoSource(
+            images=images,
+            annotations=annotations,
+            root=root,
+            categories=categories,
+            box_source=box_source,
+            min_area=min_region_area,
+        )
+        super().__init__(source=source, **kwargs)
+
+
+class FolderDataModule(StampDataModule):
+    """``StampDataModule`` over ``<root>/images`` + ``<root>/masks`` (``data=folder``); see
+    ``samlit.data.folder.FolderSource``."""
+
+    def __init__(
+        self, *, root: str | Path | None, instances: str = "labels", min_region_area: int = 16, **kwargs: Any
+    ) -> None:
+        super().__init__(source=FolderSource(root=root, instances=instances, min_area=min_region_area), **kwargs)
 
 
 class SyntheticStaverDataModule(StaverDataModule):

@@ -1,0 +1,308 @@
+"""COCO instance JSON as a ``Source`` (``data=coco``), what CVAT, Label Studio and Roboflow export.
+
+``images``: the image folder (``file_name`` is relative to it); ``annotations``: one ``instances.json``, or
+``{train: a.json, val: b.json, test: c.json}`` to use the data set's own split instead of the seeded one.
+Polygons, compressed and uncompressed RLE are decoded with ``pycocotools``; each annotation is one instance;
+``iscrowd: 1`` never becomes a prompt (counted); ``categories`` keeps only those names. An instance's box prompt
+is its mask's tight box (``box_source="mask"``) or COCO's own ``bbox`` (``"annotation"``). Records are keyed by
+the file stem, so the same images give the same split as any other source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from samlit.core.errors import SamlitError
+from samlit.core.images import read_rgb
+from samlit.data.checks import BadScan
+from samlit.data.instances import (
+    IMAGE_SUFFIXES,
+    image_problem,
+    instance_census,
+    instance_sample,
+    report_problems,
+    warn_orientation,
+)
+from samlit.data.sample import StampCensus, StampSample
+
+log = logging.getLogger(__name__)
+BOX_SOURCES = ("mask", "annotation")
+BBOX_TOLERANCE = 1.0  # px a bbox may overhang the image (rounding in exporters) before it counts as outside
+
+
+@dataclass(frozen=True)
+class CocoRecord:
+    """One image of the JSON: ``key`` (file stem), ``path``, ``size`` (width, height) as the JSON says, its usable
+    annotations (``segmentation``, ``bbox``, ``id``, ``category``), the JSON it came from and its split (or None)."""
+
+    key: str
+    path: Path
+    size: tuple[int, int]
+    annotations: tuple[dict[str, Any], ...] = field(compare=False)
+    json: Path
+    split: str | None = None
+
+
+class CocoSource:
+    """``Source`` over a COCO instance JSON (or one per split) and its image folder.
+
+    Args:
+        images: the image folder. annotations: a JSON path, or ``{train, val, test}`` paths (the user's split).
+        root: the folder that relative ``images`` / ``annotations`` paths start from (default: as given).
+        categories: names to keep (default: all). box_source: ``mask`` (tight box of the mask) or ``annotation``.
+        min_area: instances smaller than this many px are specks (counted, left out).
+    """
+
+    def __init__(
+        self,
+        *,
+        images: str | Path,
+        annotations: str | Path | Mapping[str, str | Path],
+        root: str | Path | None = None,
+        categories: Iterable[str] | None = None,
+        box_source: str = "mask",
+        min_area: int = 16,
+    ) -> None:
+        if box_source not in BOX_SOURCES:
+            raise SamlitError(f"data.box_source={box_source!r} must be one of {', '.join(BOX_SOURCES)}")
+        base = Path(root).expanduser() if root else None
+        self.images = self._path(images, base, key="data.images")
+        if isinstance(annotations, Mapping):
+            unknown = set(annotations) - {"train", "val", "test"}
+            if unknown:
+                raise SamlitError(f"data.annotations has keys {sorted(unknown)}: use train, val and test")
+            self.annotations = {
+                split: self._path(p, base, key=f"data.annotations.{split}") for split, p in annotations.items()
+            }
+        else:
+            self.annotations = {None: self._path(annotations, base, key="data.annotations")}
+        self.root = base or self.images
+        self.categories = list(categories) if categories else None
+        self.box_source = box_source
+        self.min_area = min_area
+        self.problems: list[BadScan] = []
+        self.stats: Counter[str] = Counter()
+        self.per_category: Counter[str] = Counter()
+        self._records: list[CocoRecord] | None = None
+
+    @staticmethod
+    def _path(value: str | Path | None, base: Path | None, *, key: str) -> Path:
+        if value is None or not str(value).strip():
+            raise SamlitError(f"{key} is not set: pass {key}=<path> (data=coco needs data.images and data.annotations)")
+        path = Path(value).expanduser()
+        return base / path if base is not None and not path.is_absolute() else path
+
+    def find(self) -> list[CocoRecord]:
+        if self._records is None:
+            if not self.images.is_dir():
+                problem = "does not exist" if not self.images.exists() else "is not a folder"
+                raise SamlitError(f"data.images={self.images} {problem}: pass the folder that holds the images")
+            records: dict[str, CocoRecord] = {}
+            for split, path in self.annotations.items():
+                for record in self._parse(path, split=split):
+                    if record.key in records:
+                        other = records[record.key].path
+                        self.problems.append(
+                            BadScan(
+                                record.key,
+                                f"{other} and {record.path} share the stem {record.key!r}: {record.path} left out",
+                            )
+                        )
+                    else:
+                        records[record.key] = record
+            self._records = sorted(records.values(), key=lambda r: r.key)
+        return self._records
+
+    def _parse(self, path: Path, *, split: str | None) -> list[CocoRecord]:
+        data = load_coco_json(path)
+        names = {c.get("id"): str(c.get("name")) for c in data.get("categories", []) if isinstance(c, dict)}
+        if self.categories:
+            missing = sorted(set(self.categories) - set(names.values()))
+            if missing:
+                raise SamlitError(f"data.categories: {missing} not in {path} (it has {sorted(set(names.values()))})")
+        images: dict[Any, dict[str, Any]] = {}
+        for entry in data["images"]:
+            if not isinstance(entry, dict) or "id" not in entry or not entry.get("file_name"):
+                self.problems.append(
+                    BadScan("?", f"{path}: image entry {str(entry)[:80]} has no id or file_name: left out")
+                )
+                continue
+            images[entry["id"]] = entry
+        kept: dict[Any, list[dict[str, Any]]] = {image_id: [] for image_id in images}
+        for ann in data["annotations"]:
+            where = f"{path}: annotation {ann.get('id', '?') if isinstance(ann, dict) else ann!r}"
+            if not isinstance(ann, dict):
+                self.problems.append(BadScan("?", f"{where} is not an object: left out"))
+                continue
+            if ann.get("image_id") not in images:
+                self.problems.append(
+                    BadScan("?", f"{where} has image_id {ann.get('image_id')!r}, which no image has: left out")
+                )
+                continue
+            category = names.get(ann.get("category_id"), str(ann.get("category_id")))
+            if self.categories and category not in self.categories:
+                self.stats["annotations_other_category"] += 1
+                continue
+            if ann.get("iscrowd"):
+                self.stats["crowd_annotations"] += 1  # a crowd region is never one instance to prompt
+                continue
+            image = images[ann["image_id"]]
+            problem = annotation_problem(ann, width=image.get("width"), height=image.get("height"))
+            if problem:
+                self.problems.append(BadScan("?", f"{where} ({image['file_name']}): {problem}: left out"))
+                continue
+            self.per_category[category] += 1
+            kept[ann["image_id"]].append(
+                {
+                    "segmentation": ann["segmentation"],
+                    "bbox": ann.get("bbox"),
+                    "id": ann.get("id"),
+                    "category": category,
+                }
+            )
+        records = []
+        for image_id, entry in images.items():
+            file = self.images / entry["file_name"]
+            size = (int(entry.get("width") or 0), int(entry.get("height") or 0))
+            records.append(
+                CocoRecord(
+                    key=Path(entry["file_name"]).stem,
+                    path=file,
+                    size=size,
+                    annotations=tuple(kept[image_id]),
+                    json=path,
+                    split=split,
+                )
+            )
+        return records
+
+    def stray(self, records: list[CocoRecord]) -> list[str]:
+        used = {r.path.resolve() for r in records}
+        return [
+            f"{p}: {'not in the annotations' if p.suffix.lower() in IMAGE_SUFFIXES else 'not an image'}"
+            for p in sorted(self.images.rglob("*"))
+            if p.is_file() and p.resolve() not in used
+        ]
+
+    def check(self, records: list[CocoRecord], *, on_bad_file: str) -> tuple[list[CocoRecord], list[BadScan]]:
+        bad = list(self.problems)
+        good = []
+        for record in records:
+            problem = image_problem(record.path, expected=record.size, what=f"{record.json}")
+            if problem:
+                bad.append(BadScan(record.key, problem))
+            else:
+                good.append(record)
+        report_problems(bad, on_bad_file=on_bad_file)
+        self.stats["exif_oriented_images"] = warn_orientation(r.path for r in good)
+        return good, bad
+
+    def masks(self, record: CocoRecord) -> np.ndarray:
+        """(N, H, W) bool: each usable annotation's mask, decoded at the JSON's size."""
+        width, height = record.size
+        if not record.annotations:
+            return np.zeros((0, height, width), bool)
+        return np.stack([decode(a["segmentation"], height=height, width=width) for a in record.annotations])
+
+    def census(self, record: CocoRecord) -> StampCensus:
+        return instance_census([int(m.sum()) for m in self.masks(record)], min_area=self.min_area)
+
+    def read(self, record: CocoRecord) -> StampSample:
+        boxes = None
+        if self.box_source == "annotation":
+            width, height = record.size
+            xywh = np.array([a["bbox"] for a in record.annotations], np.float32).reshape(-1, 4)
+            boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+            boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+        return instance_sample(
+            record.key, read_rgb(record.path), self.masks(record), min_area=self.min_area, boxes=boxes
+        )
+
+    def warn(self, census: Iterable[StampCensus]) -> None:
+        empty = sum(c.without_ink for c in census)
+        if empty:
+            log.warning("%d annotations have an empty mask (their segmentation covers no pixel): left out", empty)
+
+    def counts(self, census: Iterable[StampCensus]) -> dict[str, Any]:
+        return {
+            "source": "coco",
+            "instances_per_category": dict(sorted(self.per_category.items())),
+            "crowd_annotations": self.stats["crowd_annotations"],
+            "annotations_other_category": self.stats["annotations_other_category"],
+            "box_source": self.box_source,
+            "exif_oriented_images": self.stats["exif_oriented_images"],
+        }
+
+    def user_splits(self) -> dict[str, set[str]] | None:
+        if None in self.annotations:
+            return None
+        return {split: {r.key for r in self.find() if r.split == split} for split in ("train", "val", "test")}
+
+    def no_instance_hint(self) -> str:
+        return f"check {', '.join(map(str, self.annotations.values()))} (segmentations, iscrowd, data.categories)"
+
+
+def load_coco_json(path: Path) -> dict[str, Any]:
+    """A COCO instance file's content; one-line ``SamlitError`` if it is missing, not JSON or not COCO."""
+    if not path.is_file():
+        raise SamlitError(f"data.annotations={path} does not exist: pass a COCO instance JSON")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SamlitError(f"data.annotations={path} is not valid JSON ({error}); export it again") from None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
+    ):
+        raise SamlitError(
+            f"data.annotations={path} is not a COCO instance file: it needs 'images' and 'annotations' lists"
+        )
+    return data
+
+
+def annotation_problem(ann: dict[str, Any], *, width: Any, height: Any) -> str | None:
+    """Why an annotation cannot be one instance (no segmentation, a polygon under 3 points, a malformed RLE,
+    a bbox outside the ``width`` x ``height`` image), or ``None``."""
+    segmentation = ann.get("segmentation")
+    if not segmentation:
+        return "no segmentation (an empty mask)"
+    if isinstance(segmentation, list):
+        if not all(isinstance(p, list) and all(isinstance(v, int | float) for v in p) for p in segmentation):
+            return "a polygon that is not a list of numbers"
+        short = [p for p in segmentation if len(p) < 6]
+        if short:
+            return f"a polygon with fewer than 3 points ({len(short[0]) // 2})"
+    elif not (isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation):
+        return "a segmentation that is neither polygons nor RLE"
+    elif isinstance(segmentation["counts"], list) and sum(segmentation["counts"]) != int(np.prod(segmentation["size"])):
+        return "an uncompressed RLE whose counts do not add up to its size"
+    if isinstance(segmentation, dict) and [height, width] != list(segmentation["size"]):
+        return f"an RLE of size {segmentation['size']} for a {width}x{height} image"
+    bbox = ann.get("bbox")
+    if bbox is not None and width and height:
+        x, y, w, h = (float(v) for v in bbox)
+        tol = BBOX_TOLERANCE
+        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol or w <= 0 or h <= 0:
+            return f"bbox {bbox} outside the {width}x{height} image"
+    return None
+
+
+def decode(segmentation: list | dict, *, height: int, width: int) -> np.ndarray:
+    """(height, width) bool mask of polygons, uncompressed RLE or compressed RLE (``pycocotools``)."""
+    if isinstance(segmentation, list):  # polygons: one RLE per part, merged
+        rle = coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation["counts"], list):  # uncompressed RLE
+        rle = coco_mask.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return coco_mask.decode(rle).astype(bool)

@@ -1,0 +1,81 @@
+"""What the instance sources (COCO, image/label folders) share: bad inputs reported once each, by policy, and an
+image's decoded instance masks turned into a ``StampSample`` (specks and empty masks out, canonical order)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from samlit.core.errors import SamlitError
+from samlit.core.images import exif_orientation
+from samlit.data.checks import POLICIES, BadScan, image_size
+from samlit.data.sample import StampCensus, StampSample, canonical_order, tight_boxes
+
+log = logging.getLogger(__name__)
+SHOWN = 5  # bad inputs warned one by one; the rest are counted in one line (all of them are in metrics.json)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def report_problems(problems: list[BadScan], *, on_bad_file: str) -> None:
+    """Warn about each of ``problems`` (the first ``SHOWN``, then a count), or raise the first one as one line
+    with ``on_bad_file="raise"``."""
+    if on_bad_file not in POLICIES:
+        raise SamlitError(f"data.on_bad_file={on_bad_file!r} must be one of {', '.join(POLICIES)}")
+    if problems and on_bad_file == "raise":
+        raise SamlitError(f"{problems[0].problem}; fix it, or pass data.on_bad_file=skip to leave it out")
+    for bad in problems[:SHOWN]:
+        log.warning("%s (data.on_bad_file=skip)", bad.problem)
+    if len(problems) > SHOWN:
+        log.warning("... and %d more left out (all of them: data.bad_files in metrics.json)", len(problems) - SHOWN)
+
+
+def image_problem(path: Path, *, expected: tuple[int, int] | None, what: str) -> str | None:
+    """Why the image ``path`` cannot be used (missing, empty, corrupt, not an image, or not ``expected``
+    (width, height) as read, i.e. after its EXIF orientation), or ``None``."""
+    try:
+        size = image_size(path)
+    except ValueError as error:
+        return f"{error}: {what} left out"
+    if expected is not None and tuple(size) != tuple(expected):
+        return f"size mismatch: {path} is {size[0]}x{size[1]} px as read but {what} says {expected[0]}x{expected[1]}"
+    return None
+
+
+def instance_sample(
+    key: str, image: np.ndarray, masks: np.ndarray, *, min_area: int, boxes: np.ndarray | None = None
+) -> StampSample:
+    """An image with its instances: masks (N, H, W) bool; ``boxes`` (N, 4) xyxy (default: the masks' tight boxes).
+    Empty masks and masks under ``min_area`` px are left out; the rest come in canonical order."""
+    masks = masks.reshape(-1, *image.shape[:2]).astype(bool)
+    keep = masks.sum(axis=(1, 2)) >= max(min_area, 1)
+    masks = masks[keep]
+    boxes = tight_boxes(masks) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
+    order = canonical_order(masks, tight_boxes(masks))
+    return StampSample(key=key, image=image, masks=masks[order], boxes=boxes[order])
+
+
+def instance_census(areas: list[int], *, min_area: int) -> StampCensus:
+    """Count instances by pixel area: used (>= ``min_area``), empty (0 px) and specks (below ``min_area``)."""
+    used = sum(a >= max(min_area, 1) for a in areas)
+    empty = sum(a == 0 for a in areas)
+    return StampCensus(stamps=used, without_ink=empty, below_min_area=len(areas) - used - empty)
+
+
+def warn_orientation(paths: Iterable[Path]) -> int:
+    """Say once how many images carry an EXIF orientation (applied when read, as annotation tools show them)."""
+    turned = [p for p in paths if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff") and _turned(p)]
+    if turned:
+        log.warning(
+            "%d images carry an EXIF orientation (e.g. %s): applied when read, as annotation tools show them",
+            len(turned), turned[0],
+        )  # fmt: skip
+    return len(turned)
+
+
+def _turned(path: Path) -> bool:
+    with Image.open(path) as image:
+        return exif_orientation(image) > 1
