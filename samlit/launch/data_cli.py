@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import samlit.launch.resolvers  # noqa: F401  (the configs' ${samlit.*:} resolvers)
-from samlit.core.errors import SamlitError
+from samlit.core.errors import SamlitError, find_user_error
 from samlit.data.convert import export_instances
 from samlit.data.datamodule import StampDataModule
 
@@ -88,6 +88,7 @@ def cli(argv: list[str] | None = None) -> int:
             counts = export_instances(datamodule.source, out=args.out, on_bad_file=datamodule.on_bad_file)
             print(f"{counts['images']} images, {counts['instances']} instances -> {args.out}/instances.json, masks/")
     except (SamlitError, HydraException) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        user = find_user_error(error) or error  # instantiate wraps a SamlitError raised by the datamodule
+        print(f"error: {str(user).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0

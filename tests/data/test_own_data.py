@@ -251,3 +251,23 @@ def test_exif_rotated_jpeg_is_applied_and_said(data, caplog):
     sample = next(s for s in samples if s.key == image_path.stem)
     assert sample.image.shape == upright.shape and np.abs(sample.image.astype(int) - upright).mean() < 4
     assert any("1 images carry an EXIF orientation" in r.getMessage() for r in caplog.records)
+
+
+def test_data_info_and_export_cli(exported, tmp_path, capsys):
+    from samlit.launch.data_cli import cli
+
+    coco_args = ["data=coco", f"data.images={exported}/images", f"data.annotations={exported}/instances.json"]
+    assert cli(["info", *coco_args, f"paths.root_dir={tmp_path}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"data: {exported}/images (coco)"
+    assert lines[1].startswith("images: 12 read, 0 bad inputs left out")
+    assert lines[3].startswith("instances per category: {'stamp': ")
+    assert lines[5].startswith("split (seeded (seed 0)): train ")
+
+    out = tmp_path / "again"
+    assert cli(["export", *coco_args, f"paths.root_dir={tmp_path}", "--out", str(out)]) == 0
+    assert json.loads((out / "instances.json").read_text())["annotations"]
+    assert cli(["export", *coco_args, f"paths.root_dir={tmp_path}", "--out", str(out)]) == 2  # never overwritten
+    assert "already exists; it is not overwritten" in capsys.readouterr().err
+    assert cli(["info", "data=coco", f"paths.root_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err.startswith("error: data.images is not set")
