@@ -167,3 +167,26 @@ def test_cli_never_overwrites_an_export_it_did_not_write(tmp_path, sam, capsys):
     assert err.startswith(f"error: {full} already exists and holds other weights") and "--out" in err
     assert full.read_bytes() == before
     assert cli([str(run), "--out", str(tmp_path / "new")]) == 0
+
+
+def test_onnx_matches_sam_predictor_on_the_test_split(sam, onnx_file, compose_cfg):
+    """The box prompts of a run's test split (debug=fast, whole scans as a labeling tool sees them), each scan
+    encoded by the same model: onnxruntime's masks are SamPredictor's."""
+    from hydra.utils import instantiate
+
+    from samlit.data.sample import with_ink
+
+    datamodule = instantiate(compose_cfg("debug=fast").data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    checked = 0
+    for record in datamodule.splits["test"]:
+        sample = with_ink(datamodule.source.read(record))
+        predictor = SamPredictor(sam)
+        predictor.set_image(sample.image)
+        figures = verify_onnx(
+            sam, onnx_file, embedding=predictor.features, boxes=sample.boxes, original_size=sample.image.shape[:2]
+        )
+        assert figures["mask_agreement"] >= 0.999 and figures["max_logit_diff"] < 1e-3, (record.key, figures)
+        checked += len(sample.boxes)
+    assert checked >= 2
