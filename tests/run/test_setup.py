@@ -15,7 +15,7 @@ from tests.conftest import FAST
     "override,key",
     [
         ("data.test_fraction=0", "data.test_fraction"),
-        ("data.num_scans=1", "data.num_scans"),  # seed 0 draws one scan without a stamp
+        ("data.num_scans=1", "holds an instance with ink: 1 images read"),  # seed 0 draws one scan without a stamp
         ("data.num_scans=2", "_fraction"),
         ("data.batch_size=0", "data.batch_size"),
         ("data.num_workers=-1", "data.num_workers"),
