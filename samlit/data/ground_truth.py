@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+LABEL_VALUES = 8  # up to this many distinct values, an image is labels (read exactly), not a grey image
+
 
 @dataclass(frozen=True)
 class Foreground:
@@ -33,24 +35,31 @@ class Foreground:
 
 def foreground(gray: np.ndarray) -> Foreground:
     """Foreground of a (H, W) uint8 ground-truth image, by the rules of this module. An image that is all one
-    value has none."""
+    value has none. An image with at most ``LABEL_VALUES`` distinct values, no two of them neighbours (binary, or
+    a few label values; noise gives runs of neighbouring values), is read exactly: every pixel that differs from
+    the border's value is foreground."""
     counts = np.bincount(gray.ravel(), minlength=256)
     values = np.flatnonzero(counts)
-    if len(values) <= 2:
-        bright = gray == values[-1] if len(values) == 2 else np.zeros(gray.shape, bool)
-        threshold, grey_share = None, 0.0
-    else:
-        threshold = int(cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0])
-        bright = gray > threshold
-        two_main = np.sort(counts)[-2:].sum()
-        grey_share = float(1 - two_main / gray.size)
+    if len(values) <= LABEL_VALUES and not (np.diff(values) == 1).any():
+        border = np.bincount(_border(gray), minlength=256)
+        ties = np.flatnonzero(border == border.max())
+        background = ties[np.argmax(counts[ties])] if len(ties) > 1 else ties[0]  # ties: the image's majority
+        return Foreground(mask=gray != background, grey_share=0.0, threshold=None)
+    threshold = int(cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0])
+    bright = gray > threshold
+    grey_share = float(1 - np.sort(counts)[-2:].sum() / gray.size)
     mask = ~bright if _background_is_bright(bright) else bright
     return Foreground(mask=mask, grey_share=grey_share, threshold=threshold)
 
 
+def _border(image: np.ndarray) -> np.ndarray:
+    """The 1-px frame of a (H, W) array, flat."""
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+
+
 def _background_is_bright(bright: np.ndarray) -> bool:
     """The class that holds most of the image's 1-px border (ties: most of the image; then bright)."""
-    border = np.concatenate([bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]])
+    border = _border(bright)
     share = border.mean() if border.size else 0.5
     if share == 0.5:
         share = bright.mean()

@@ -50,13 +50,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_inverted_noisy_region_map_gives_the_same_stamps(messy):
     files = inked(messy)
     before = read_scan(files)
-    region_map = 255 - read_gray(files.region_map).astype(np.int16)  # stamps white on black
-    noise = np.random.default_rng(0).integers(-12, 13, region_map.shape)
-    cv2.imwrite(str(files.region_map), np.clip(region_map + noise, 0, 255).astype(np.uint8))
-    after = read_scan(files)
+    inverted = 255 - read_gray(files.region_map).astype(np.int16)  # stamps white on black
+    for amplitude in (2, 12):  # +-2: a few neighbouring grey levels; +-12: many
+        noise = np.random.default_rng(0).integers(-amplitude, amplitude + 1, inverted.shape)
+        cv2.imwrite(str(files.region_map), np.clip(inverted + noise, 0, 255).astype(np.uint8))
+        after = read_scan(files)
 
-    np.testing.assert_array_equal(after.boxes, before.boxes)  # not one whole-page "stamp"
-    np.testing.assert_array_equal(after.masks, before.masks)
+        np.testing.assert_array_equal(after.boxes, before.boxes)  # not one whole-page "stamp"
+        np.testing.assert_array_equal(after.masks, before.masks)
 
 
 def test_jpeg_ground_truth_is_thresholded_and_said(messy, caplog):
@@ -180,3 +181,13 @@ def test_every_unused_file_is_reported_with_its_reason(messy, caplog):
     ]
     (warning,) = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
     assert warning.startswith(f"4 files under {messy} are not used: {stray[0]}")
+
+
+def test_a_map_with_a_few_label_values_keeps_every_region():
+    """Regions drawn as different grey levels (a label map): all of them are stamps; a threshold would drop some."""
+    region_map = np.zeros((60, 90), np.uint8)
+    for i, value in enumerate((50, 100, 150)):
+        region_map[10:30, 5 + 30 * i : 25 + 30 * i] = value
+    result = foreground(region_map)
+
+    assert result.threshold is None and result.mask.sum() == 3 * 20 * 20
