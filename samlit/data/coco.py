@@ -90,6 +90,7 @@ class CocoSource:
         self.box_source = box_source
         self.min_area = min_area
         self.problems: list[BadScan] = []
+        self.empty: list[str] = []  # annotations whose mask decodes to no pixel (found by census)
         self.stats: Counter[str] = Counter()
         self.per_category: Counter[str] = Counter()
         self._records: list[CocoRecord] | None = None
@@ -214,7 +215,10 @@ class CocoSource:
         return np.stack([decode(a["segmentation"], height=height, width=width) for a in record.annotations])
 
     def census(self, record: CocoRecord) -> StampCensus:
-        return instance_census([int(m.sum()) for m in self.masks(record)], min_area=self.min_area)
+        areas = [int(m.sum()) for m in self.masks(record)]
+        empty = [a for a, n in zip(record.annotations, areas, strict=True) if not n]
+        self.empty += [f"annotation {a['id']} of {record.path.name}" for a in empty]
+        return instance_census(areas, min_area=self.min_area)
 
     def read(self, record: CocoRecord) -> StampSample:
         boxes = None
@@ -228,9 +232,10 @@ class CocoSource:
         )
 
     def warn(self, census: Iterable[StampCensus]) -> None:
-        empty = sum(c.without_ink for c in census)
-        if empty:
-            log.warning("%d annotations have an empty mask (their segmentation covers no pixel): left out", empty)
+        if self.empty:
+            shown = ", ".join(self.empty[:3]) + (", ..." if len(self.empty) > 3 else "")
+            log.warning("%d annotations have an empty mask (their segmentation covers no pixel): %s left out",
+                        len(self.empty), shown)  # fmt: skip
 
     def counts(self, census: Iterable[StampCensus]) -> dict[str, Any]:
         return {

@@ -172,6 +172,19 @@ def test_empty_mask(data, caplog):
     check_bad(lambda: coco(data), "no segmentation (an empty mask)", caplog)
 
 
+def test_a_segmentation_that_covers_no_pixel_is_named(data, caplog):
+    content = edit_json(data, lambda c: c["annotations"][0].update(segmentation=[[5, 5, 5, 5, 5, 5]]))
+    module = CocoDataModule(images=data / "images", annotations=data / "instances.json")
+    with caplog.at_level(logging.WARNING):
+        module.setup()
+    first = content["annotations"][0]
+    name = next(im["file_name"] for im in content["images"] if im["id"] == first["image_id"])
+    (warning,) = [r.getMessage() for r in caplog.records if "empty mask" in r.getMessage()]
+    assert warning.startswith("1 annotations have an empty mask (their segmentation covers no pixel)")
+    assert f"annotation {first['id']} of {name} left out" in warning
+    assert module.summary()["regions_without_ink"] == 1
+
+
 def test_bbox_outside_the_image(data, caplog):
     edit_json(data, lambda c: c["annotations"][0].update(bbox=[5000, 10, 20, 20]))
     check_bad(lambda: coco(data), "bbox [5000, 10, 20, 20] outside the", caplog)
