@@ -27,7 +27,7 @@ import torch
 
 from samlit.data.datamodule import SyntheticStaverDataModule
 from samlit.model.losses import DiceLoss
-from samlit.model.sam import build_sam
+from samlit.model.sam import build_sam, decode_prompts
 
 
 def loader_rate(root: Path, *, scans: int, size: int, crop: str, workers: int) -> tuple[float, int, float]:
@@ -61,19 +61,12 @@ def decoder_rate(*, steps: int) -> float:
     optimizer = torch.optim.Adam(sam.mask_decoder.parameters(), lr=1e-4)
     embedding = torch.randn(1, 256, 64, 64)
     box = torch.tensor([[200.0, 150.0, 700.0, 600.0]])
-    target = (torch.rand(1, 1, 256, 256) > 0.5).float()
+    target = (torch.rand(1, 256, 256) > 0.5).float()
     loss_fn = DiceLoss()
     times = []
     for _ in range(steps + 3):  # the first steps warm up the allocator
         start = time.perf_counter()
-        sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
-        logits, _ = sam.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
+        logits, _ = decode_prompts(sam, embedding=embedding, boxes=box)  # (1, 256, 256)
         loss = loss_fn(logits, target)
         optimizer.zero_grad()
         loss.backward()

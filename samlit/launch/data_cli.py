@@ -81,10 +81,10 @@ def cli(argv: list[str] | None = None) -> int:
         cfg = compose_train(args.overrides)
         datamodule = instantiate(cfg.data)
         datamodule.prepare_data()
-        datamodule.setup("fit")
         if args.command == "info":
+            datamodule.setup("fit")
             print("\n".join(info_lines(datamodule)))
-        else:
+        else:  # no split needed: export_instances checks the records itself (once)
             counts = export_instances(datamodule.source, out=args.out, on_bad_file=datamodule.on_bad_file)
             print(f"{counts['images']} images, {counts['instances']} instances -> {args.out}/instances.json, masks/")
     except (SamlitError, HydraException) as error:

@@ -54,9 +54,17 @@ def verify_export(sam: Sam, path: Path | str, *, model_type: str) -> None:
         stock.load_state_dict(reloaded, strict=True, assign=True)
     except RuntimeError as error:
         raise RuntimeError(f"export check failed: {path} does not load into a stock {model_type}: {error}") from error
-    for key, value in sam.state_dict().items():
-        if not torch.equal(reloaded[key], value.detach().cpu()):
-            raise RuntimeError(f"export check failed: {path} differs from the trained model at {key}")
+    key = differing_key(reloaded, sam.state_dict())
+    if key is not None:
+        raise RuntimeError(f"export check failed: {path} differs from the trained model at {key}")
+
+
+def differing_key(saved: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """The first key of ``state`` whose tensor ``saved`` lacks or holds otherwise, or ``None``."""
+    for key, value in state.items():
+        if key not in saved or not torch.equal(saved[key], value.detach().cpu()):
+            return key
+    return None
 
 
 def decoder_state(sam: Sam) -> dict[str, torch.Tensor]:
@@ -75,7 +83,7 @@ def holds(path: Path, state: dict[str, torch.Tensor]) -> bool:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # unreadable: not the same file, whatever it holds
         return False
-    return saved.keys() == state.keys() and all(torch.equal(saved[k], v.detach().cpu()) for k, v in state.items())
+    return saved.keys() == state.keys() and differing_key(saved, state) is None
 
 
 def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = True) -> tuple[Path, Path]:

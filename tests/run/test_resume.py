@@ -46,17 +46,23 @@ def stop_at(root: Path, step: int, signal: str, *overrides: str):
     return run_train(root, *FOUR_EPOCHS, *overrides, *at)
 
 
+def check_stopped(result, run_dir: Path, *, by: str) -> Path:
+    """A run stopped at step 9 by ``by``: exit 2, one error line naming ``interrupted.ckpt`` (written at step 9)."""
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"error: stopped by {by} at step 9") and f"ckpt_path={interrupted}" in line
+    assert torch.load(interrupted, weights_only=True)["global_step"] == 9
+    return interrupted
+
+
 @pytest.mark.slow
 def test_sigterm_and_kill_9_then_resume_give_the_same_result_as_an_unbroken_run(tmp_path, straight):
     """SIGTERM mid-epoch 1 (step 9: ``interrupted.ckpt``), resumed from it, ``kill -9`` mid-epoch 2 (step 15:
     nothing written, ``last.ckpt`` is epoch 1's), resumed from that. Same run dir throughout."""
     stopped = stop_at(tmp_path, 9, "SIGTERM")
     run_dir = only_run_dir(tmp_path)
-    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
-    assert stopped.returncode == 2, stopped.stderr[-3000:]
-    (line,) = stopped.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: stopped by SIGTERM at step 9") and f"ckpt_path={interrupted}" in line
-    assert torch.load(interrupted, weights_only=True)["global_step"] == 9
+    interrupted = check_stopped(stopped, run_dir, by="SIGTERM")
 
     same_dir = f"hydra.run.dir={run_dir}"
     killed = stop_at(tmp_path, 15, "SIGKILL", f"ckpt_path={interrupted}", same_dir)
@@ -74,13 +80,8 @@ def test_ctrl_c_then_resume_gives_the_same_result_as_an_unbroken_run(tmp_path, s
     batch (71 steps instead of 72) and ended with other weights."""
     stopped = stop_at(tmp_path, 9, "SIGINT")
     run_dir = only_run_dir(tmp_path)
-    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
-    assert stopped.returncode == 2, stopped.stderr[-3000:]
-    (line,) = stopped.stderr.strip().splitlines()[-1:]
-    assert line.startswith("error: stopped by Ctrl-C at step 9") and f"ckpt_path={interrupted}" in line
+    interrupted = check_stopped(stopped, run_dir, by="Ctrl-C")
     assert "Traceback" not in stopped.stderr
-    saved = torch.load(interrupted, weights_only=True)
-    assert saved["global_step"] == 9
     resumed = run_train(tmp_path, *FOUR_EPOCHS, f"ckpt_path={interrupted}", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ends = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (straight, run_dir)]
