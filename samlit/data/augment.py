@@ -9,6 +9,7 @@ Image, instance masks and boxes go through the pipeline together; validation and
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -40,12 +41,21 @@ class ImageViews:
             raise SamlitError(f"data.augment.views={views!r} must be a whole number >= 0 (0 = no augmentation)")
         self.views = views
         self.seed = seed
+        self._identity: str | None = None
         with warnings.catch_warnings():  # a colour-only pipeline has no transform for the boxes: fine
             warnings.filterwarnings("ignore", message="Got processor for bboxes", category=UserWarning)
             self.pipeline = A.Compose(
                 list(transforms),
                 bbox_params=A.BboxParams(format="pascal_voc", label_fields=["stamp"], clip=True, min_area=1.0),
             )
+
+    def identity(self) -> str:
+        """What the views' pixels depend on: the pipeline (albumentations' own serialisation), its version and
+        the seed. The item store keys augmented items by it."""
+        if self._identity is None:
+            pipeline = json.dumps(A.to_dict(self.pipeline), sort_keys=True, default=str)
+            self._identity = f"albumentations {A.__version__}; seed {self.seed}; {pipeline}"
+        return self._identity
 
     def __call__(self, sample: StampSample, *, view: int) -> StampSample:
         """View ``view`` (0..views) of ``sample``: image (H', W', 3) uint8, masks (N', H', W') bool, boxes (N', 4).

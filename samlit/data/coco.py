@@ -214,6 +214,10 @@ class CocoSource:
             return np.zeros((0, height, width), bool)
         return np.stack([decode(a["segmentation"], height=height, width=width) for a in record.annotations])
 
+    def depends_on(self, record: CocoRecord) -> tuple[list[Path], dict[str, Any]]:
+        settings = {"source": "coco", "box_source": self.box_source, "min_area": self.min_area}
+        return [record.path], {**settings, "size": record.size, "annotations": record.annotations}
+
     def census(self, record: CocoRecord) -> StampCensus:
         areas = [int(m.sum()) for m in self.masks(record)]
         empty = [a for a, n in zip(record.annotations, areas, strict=True) if not n]

@@ -5,6 +5,8 @@ instance JSON (``data=coco``) and image/label folders (``data=folder``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,15 +18,18 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from samlit.core.digests import FileDigests
 from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
 from samlit.data.ceiling import frame_ceiling
 from samlit.data.checks import BadScan
 from samlit.data.coco import CocoSource
 from samlit.data.crops import check_crop
-from samlit.data.dataset import EpochSampler, StampDataset, collate_samples
+from samlit.data.dataset import EpochSampler, StampDataset, collate_samples, load_frame
 from samlit.data.folder import FolderSource
+from samlit.data.item_store import ItemStore
 from samlit.data.prompts import PromptSampler
+from samlit.data.sam_frame import frame_image
 from samlit.data.sample import StampCensus
 from samlit.data.source import Source
 from samlit.data.splits import split_keys
@@ -50,6 +55,9 @@ class StampDataModule(L.LightningDataModule):
         augment: training image views. on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad file.
         crop, crop_margin: the frame each instance is seen through: ``none`` = the image, ``box`` = one item per
             instance, cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.crops``).
+        item_store: the folder of prepared items (``samlit.data.item_store``; ``cache=disk`` sets it next to the
+            embeddings): with a warm store the loaders decode no image. ``None``: every item is read from its files.
+        pin_memory: page-locked batches for faster host-to-GPU copies (``None``: when CUDA is available).
     """
 
     def __init__(
@@ -66,6 +74,8 @@ class StampDataModule(L.LightningDataModule):
         on_bad_file: str = "skip",
         crop: str = "none",
         crop_margin: float = 0.1,
+        item_store: str | Path | None = None,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         check_crop(crop, crop_margin)
@@ -91,6 +101,9 @@ class StampDataModule(L.LightningDataModule):
         self.stray_files: list[str] = []
         self.census: dict[str, StampCensus] = {}
         self.stamps: dict[str, int] = {}  # instances with ink per image key
+        self.store = ItemStore(root=item_store) if item_store is not None else None
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self._identities: dict[str, str] = {}  # record key -> identity (item store)
 
     def prepare_data(self) -> None:
         self.source.find()  # fail fast, with one line, on a missing or wrong root
@@ -166,7 +179,32 @@ class StampDataModule(L.LightningDataModule):
             augment=self.augment if train else None,
             seed=self.seed,
             **self._frame(split),
+            **self._stored(self.splits[split]),
         )
+
+    def _stored(self, files: list[Any]) -> dict[str, Any]:
+        """The item-store keys of a ``StampDataset`` over ``files``: the store and each record's identity (its
+        files' content digests, known by size + mtime, and the source's other inputs)."""
+        if self.store is None:
+            return {}
+        missing = [f for f in files if f.key not in self._identities]
+        if missing:
+            digests = FileDigests(self.store.root / "files.json")
+            for record in missing:
+                paths, inputs = self.source.depends_on(record)
+                files_digest = [digests.digest(p) for p in paths]
+                text = json.dumps({"key": record.key, "files": files_digest, "inputs": inputs}, default=str)
+                self._identities[record.key] = hashlib.sha256(text.encode()).hexdigest()
+            digests.save()
+        return {"store": self.store, "identities": [self._identities[f.key] for f in files]}
+
+    def load_frame(self, source: tuple[str, int | None, int]) -> torch.Tensor:
+        """The frame image (3, h, w) uint8 of an item's ``source`` (record key, stamp, view): read from its files,
+        for an item that came from the store without one (its embedding was missing; figures)."""
+        key, stamp, view = source
+        record = next(f for files in self.splits.values() for f in files if f.key == key)
+        sample, _ = load_frame(self.source.read, record, stamp, view, augment=self.augment, margin=self.crop_margin)
+        return frame_image(sample.image)
 
     def _frame(self, split: str, *, crop: str | None = None) -> dict[str, Any]:
         """The crop keys of a ``StampDataset`` over ``split`` (``crop``: another frame than the run's)."""
@@ -216,6 +254,7 @@ class StampDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_samples,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def embedding_dataloader(self) -> DataLoader:
@@ -226,6 +265,7 @@ class StampDataModule(L.LightningDataModule):
             augment=self.augment,
             every_view=True,
             **self._frame("train"),
+            **self._stored(self.splits["train"]),
         )
         parts = [views, *(self.dataset(split, train=False) for split in ("val", "test"))]
         return self._loader(ConcatDataset(parts), shuffle=False)

@@ -1,6 +1,10 @@
 """Items in SAM's frame: one per scan (all its stamps, ``data.crop=none``) or one per stamp seen through a crop
 around its box (``data.crop=box``, ``samlit.data.crops``); the sampler that keys items by epoch; the collate.
 
+With an ``ItemStore`` (``cache=disk``) an item is prepared from its files once (``samlit.data.item_store``); after
+that it comes from the store and carries no ``image``, only its ``image_digest``: the model reads its embedding
+from the cache by that digest, and asks for the pixels (``load_frame``) only when the embedding is missing.
+
 An item's random choices (augmentation view, box jitter, points) are a function of (seed, epoch, index) alone,
 never of the global RNG, so they do not depend on when or where the item is fetched (prefetching, workers, a
 resumed run).
@@ -11,14 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from samlit.core.digests import image_digest
 from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
-from samlit.data.crops import check_crop, crop_stamp
+from samlit.data.crops import CropBox, check_crop, crop_stamp
+from samlit.data.item_store import ItemStore, PreparedItem, item_key
 from samlit.data.prompts import PromptSampler
-from samlit.data.sam_frame import to_sam_frame
+from samlit.data.sam_frame import frame_prompts, frame_targets
 from samlit.data.sample import StampSample, with_ink
 
 Sample = dict[str, Any]
@@ -38,6 +45,8 @@ class StampDataset(Dataset):
             ``<scan key>-s<i>``, its ``crop_box`` where the crop sits on the page; views augment the crop).
         crop_margin: the crop's margin, a fraction of the box's width / height on each side.
         stamps: stamps with ink per scan (the datamodule's census), needed to list the crops.
+        store: where prepared items are kept (``None``: every item is read from its files).
+        identities: with ``store``, each record's identity (``ItemStore``'s keys start from it).
 
     An item is asked for by index, or by ``(epoch, index)`` (``EpochSampler``): then its random choices are a
     function of (seed, epoch, index) alone.
@@ -55,10 +64,16 @@ class StampDataset(Dataset):
         crop: str = "none",
         crop_margin: float = 0.1,
         stamps: Sequence[int] | None = None,
+        store: ItemStore | None = None,
+        identities: Sequence[str] | None = None,
     ) -> None:
         check_crop(crop, crop_margin)
         if crop == "box" and (stamps is None or len(stamps) != len(files)):
             raise ValueError("crop=box needs the number of stamps of every scan")
+        if store is not None and (identities is None or len(identities) != len(files)):
+            raise ValueError("an item store needs the identity of every record")
+        self.store = store
+        self.identities = identities
         self.files = files
         self.crop_margin = crop_margin
         self.items: list[tuple[int, int | None]] = (  # (scan index, stamp index; None: the whole page)
@@ -86,17 +101,75 @@ class StampDataset(Dataset):
         else:
             view = int(torch.randint(self.num_views, (), generator=generator)) if self.num_views > 1 else 0
         scan, stamp = self.items[index]
-        sample = self.read(self.files[scan])
-        extra = {}
-        if stamp is None:
-            sample = self.augment(sample, view=view) if view else sample
-            sample = with_ink(sample)
-        else:
-            sample, window = crop_stamp(with_ink(sample), stamp, margin=self.crop_margin)
-            sample = with_ink(self.augment(sample, view=view)) if view else sample
-            extra = {"crop_box": window}
-        boxes, points = self.prompts(sample.masks, sample.boxes, generator=generator)
-        return {**to_sam_frame(sample, boxes=boxes, points=points), "view": view, **extra}
+        item, image = self.prepared(scan, stamp, view)
+        boxes, points = self.prompts(item.masks, item.boxes, generator=generator)
+        group = {
+            "key": item.key,
+            "image_digest": item.image_digest,
+            "masks": torch.from_numpy(np.ascontiguousarray(item.masks)),
+            "low_res_targets": item.low_res_targets,
+            "original_size": item.original_size,
+            "input_size": item.input_size,
+            **frame_prompts(boxes, points, original_size=item.original_size),
+            "view": view,
+            "source": (self.files[scan].key, stamp, view),
+        }
+        if image is not None:
+            group["image"] = image
+        if item.crop_box is not None:
+            group["crop_box"] = item.crop_box
+        return group
+
+    def prepared(self, scan: int, stamp: int | None, view: int) -> tuple[PreparedItem, torch.Tensor | None]:
+        """Item (``scan``, ``stamp``, ``view``) without its prompts, and its frame image (3, h, w) uint8 when it was
+        read from its files (``None`` when it came from the store)."""
+        key = None
+        if self.store is not None:
+            key = item_key(
+                self.identities[scan],
+                stamp=stamp,
+                crop_margin=self.crop_margin if stamp is not None else None,
+                view=view,
+                augment=self.augment.identity() if view else None,
+            )
+            stored = self.store.get(key)
+            if stored is not None:
+                return stored, None
+        record = self.files[scan]
+        sample, window = load_frame(self.read, record, stamp, view, augment=self.augment, margin=self.crop_margin)
+        frame = frame_targets(sample)
+        item = PreparedItem(
+            key=frame["key"],
+            image_digest=image_digest(frame["image"]),
+            boxes=sample.boxes,
+            masks=sample.masks,
+            low_res_targets=frame["low_res_targets"],
+            original_size=frame["original_size"],
+            input_size=frame["input_size"],
+            crop_box=window,
+        )
+        if key is not None:
+            self.store.put(key, item)
+        return item, frame["image"]
+
+
+def load_frame(
+    read: Callable[[Any], StampSample],
+    record: Any,
+    stamp: int | None,
+    view: int,
+    *,
+    augment: ImageViews | None,
+    margin: float,
+) -> tuple[StampSample, CropBox | None]:
+    """Read ``record`` and make one item's sample from it: the page (``stamp`` None) or stamp ``stamp``'s crop, in
+    augmentation view ``view``, stamps without ink dropped; and where the crop sits on the page."""
+    sample = read(record)
+    if stamp is None:
+        sample = augment(sample, view=view) if view else sample
+        return with_ink(sample), None
+    sample, window = crop_stamp(with_ink(sample), stamp, margin=margin)
+    return (with_ink(augment(sample, view=view)) if view else sample), window
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

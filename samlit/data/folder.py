@@ -136,6 +136,10 @@ class FolderSource:
         ids = ids[ids != 0]
         return labels[None] == ids[:, None, None]
 
+    def depends_on(self, record: FolderRecord) -> tuple[list[Path], dict[str, Any]]:
+        settings = {"source": "folder", "instances": self.instances, "min_area": self.min_area}
+        return [record.image, record.mask], settings
+
     def census(self, record: FolderRecord) -> StampCensus:
         labels = self.labels(record)
         return instance_census([int(n) for n in np.bincount(labels.ravel())[1:] if n], min_area=self.min_area)

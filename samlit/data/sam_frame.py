@@ -26,7 +26,8 @@ def to_sam_frame(
     points: tuple[np.ndarray, np.ndarray] | None = None,
     target_length: int = 1024,
 ) -> dict[str, Any]:
-    """Resize one sample into SAM's frame.
+    """Resize one sample into SAM's frame: ``frame_targets`` (what the prompts do not change) plus
+    ``frame_prompts``.
 
     Args:
         sample: image (H, W, 3) uint8, masks (N, H, W) bool.
@@ -42,30 +43,55 @@ def to_sam_frame(
         256) float32 soft targets in the decoder frame (the decoder's *logits* in that frame are
         ``low_res_logits``); ``original_size`` (H, W) and ``input_size`` (h, w) as tuples of ints.
     """
-    resize = ResizeLongestSide(target_length)
+    frame = frame_targets(sample, target_length=target_length)
+    prompts = frame_prompts(boxes, points, original_size=frame["original_size"], target_length=target_length)
+    return {**frame, **prompts}
+
+
+def frame_image(image: np.ndarray, *, target_length: int = 1024) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, h, w) uint8 with max(h, w) = ``target_length`` (``SamPredictor.set_image``'s
+    resize): the pixels the image encoder sees, and what the embedding cache keys."""
+    resized = ResizeLongestSide(target_length).apply_image(image)
+    return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
+
+
+def frame_targets(sample: StampSample, *, target_length: int = 1024) -> dict[str, Any]:
+    """What of ``to_sam_frame`` does not depend on the prompts: ``key``, ``image``, ``masks``,
+    ``low_res_targets``, ``original_size``, ``input_size`` (see there)."""
     original_size = (int(sample.image.shape[0]), int(sample.image.shape[1]))
-    image = resize.apply_image(sample.image)
-    input_size = (int(image.shape[0]), int(image.shape[1]))
+    image = frame_image(sample.image, target_length=target_length)
+    input_size = (int(image.shape[1]), int(image.shape[2]))
     masks = torch.from_numpy(np.ascontiguousarray(sample.masks))
-    prompts = {}
-    if points is not None:
-        coords, labels = points
-        resized = resize.apply_coords(coords.reshape(-1, 2), original_size).reshape(coords.shape)
-        prompts = {
-            "point_coords": torch.from_numpy(resized.astype(np.float32)),
-            "point_labels": torch.from_numpy(labels),
-        }
     return {
         "key": sample.key,
-        "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
-        "boxes": torch.from_numpy(resize.apply_boxes(boxes, original_size).astype(np.float32)),
-        "pixel_boxes": torch.from_numpy(np.asarray(boxes, dtype=np.float32)),
+        "image": image,
         "masks": masks,
         "low_res_targets": low_res_targets(masks, input_size=input_size, target_length=target_length),
         "original_size": original_size,
         "input_size": input_size,
-        **prompts,
     }
+
+
+def frame_prompts(
+    boxes: np.ndarray,
+    points: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    original_size: tuple[int, int],
+    target_length: int = 1024,
+) -> dict[str, torch.Tensor]:
+    """Prompts in original pixels -> ``boxes`` (N, 4) in the resized frame, ``pixel_boxes`` (N, 4) as given, and
+    with ``points`` (coords (N, P, 2), labels (N, P)) ``point_coords`` (resized) and ``point_labels``."""
+    resize = ResizeLongestSide(target_length)
+    out = {
+        "boxes": torch.from_numpy(resize.apply_boxes(boxes, original_size).astype(np.float32)),
+        "pixel_boxes": torch.from_numpy(np.asarray(boxes, dtype=np.float32)),
+    }
+    if points is not None:
+        coords, labels = points
+        resized = resize.apply_coords(coords.reshape(-1, 2), original_size).reshape(coords.shape)
+        out["point_coords"] = torch.from_numpy(resized.astype(np.float32))
+        out["point_labels"] = torch.from_numpy(labels)
+    return out
 
 
 def low_res_targets(masks: torch.Tensor, *, input_size: tuple[int, int], target_length: int) -> torch.Tensor:

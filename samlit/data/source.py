@@ -35,6 +35,10 @@ class Source(Protocol):
     def read(self, record: Any) -> StampSample:
         """Image (H, W, 3) uint8 RGB, instance masks (N, H, W) bool, boxes (N, 4) xyxy, instances in canonical order."""
 
+    def depends_on(self, record: Any) -> tuple[list[Path], dict[str, Any]]:
+        """What ``read(record)`` gives depends on: the files it reads and every other input (settings, a JSON's
+        annotations of the image), as JSON-able values. The item store keys prepared items by them."""
+
     def warn(self, census: Iterable[StampCensus]) -> None:
         """Data-set-wide warnings from the census (once, not per file)."""
 

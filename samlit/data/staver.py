@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -223,6 +224,9 @@ class StaverSource:
 
     def read(self, record: ScanFiles) -> StampSample:
         return read_scan(record, min_region_area=self.min_area)
+
+    def depends_on(self, record: ScanFiles) -> tuple[list[Path], dict[str, Any]]:
+        return [record.scan, record.pixel_gt, record.region_map], {"source": "staver", "min_area": self.min_area}
 
     def warn(self, census: Iterable[StampCensus]) -> None:
         warn_ground_truth(census)

@@ -34,6 +34,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from samlit.core import atomic
+from samlit.core.digests import image_digest, tensor_bytes
 from samlit.core.errors import SamlitError
 from samlit.model.sam import detect_model_type
 
@@ -45,12 +46,6 @@ ENTRY_SUFFIX = ".emb"
 FOLDER_NAME = re.compile(r"[0-9a-f]{16}-(" + "|".join(DTYPES) + ")")  # <fingerprint>-<dtype>
 FAN_OUT = re.compile(r"[0-9a-f]{2}")
 DEFAULT_DIR = Path(os.environ.get("SAMLIT_CACHE", "~/.cache/samlit")).expanduser() / "embeddings"
-
-
-def tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    """The raw bytes of a tensor (any dtype, bf16 included), without a copy when it is already contiguous."""
-    flat = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-    return memoryview(flat.numpy())
 
 
 def encoder_fingerprint(encoder: nn.Module, **context: object) -> str:
@@ -80,13 +75,6 @@ def sam_fingerprint(sam: Sam) -> tuple[str, dict[str, object]]:
         "autocast": autocast_in_force(sam),
     }
     return encoder_fingerprint(sam.image_encoder, **context), context
-
-
-def image_digest(image: torch.Tensor) -> str:
-    """SHA-256 of an image tensor's shape, dtype and pixels: the same pixels give the same key anywhere."""
-    digest = hashlib.sha256(f"{image.dtype}:{tuple(image.shape)};".encode())
-    digest.update(tensor_bytes(image))
-    return digest.hexdigest()
 
 
 class CorruptEntry(Exception):
@@ -170,21 +158,32 @@ class EmbeddingCache:
             known[autocast] = fingerprint
         return known[autocast]
 
-    def key(self, *, fingerprint: str, image: torch.Tensor) -> str:
-        return f"{fingerprint}-{self.dtype}/{image_digest(image)}"
+    def key(self, *, fingerprint: str, image: torch.Tensor | None = None, digest: str | None = None) -> str:
+        """An entry's key from the image (3, h, w) uint8 or its ``image_digest`` (what the item store keeps)."""
+        if digest is None:
+            digest = image_digest(image)
+        return f"{fingerprint}-{self.dtype}/{digest}"
 
     def path(self, key: str) -> Path:
         """Where ``key`` lives on disk (two-character fan-out keeps folders small)."""
         folder, digest = key.split("/")
         return self.root / folder / digest[:2] / f"{digest}{ENTRY_SUFFIX}"
 
-    def get(self, *, fingerprint: str, image: torch.Tensor, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The embedding of ``image`` (3, h, w) uint8 under encoder ``fingerprint``; ``compute()`` -> (1, 256,
-        64, 64) runs only on a miss. Returns a float32 tensor on the CPU (``none``: ``compute()``'s own)."""
+    def get(
+        self,
+        *,
+        fingerprint: str,
+        compute: Callable[[], torch.Tensor],
+        image: torch.Tensor | None = None,
+        digest: str | None = None,
+    ) -> torch.Tensor:
+        """The embedding of ``image`` (3, h, w) uint8, or of the image whose ``image_digest`` is ``digest``, under
+        encoder ``fingerprint``; ``compute()`` -> (1, 256, 64, 64) runs only on a miss. Returns a float32 tensor
+        on the CPU (``none``: ``compute()``'s own)."""
         if self.mode == "none":
             self.stats.misses += 1
             return compute().detach()
-        key = self.key(fingerprint=fingerprint, image=image)
+        key = self.key(fingerprint=fingerprint, image=image, digest=digest)
         stored = self._memory.get(key) if self.mode == "memory" else self._read(key)
         if stored is None:
             self.stats.misses += 1

@@ -1,9 +1,11 @@
 """``SamFineTuner``: train SAM's mask decoder on box prompts; image and prompt encoders stay frozen.
 
-A batch is a list of per-image groups (see ``samlit.data.sam_frame.to_sam_frame``). Each group's image
-embedding (1, 256, 64, 64) comes from the ``EmbeddingCache`` (the frozen encoder runs once per image and
-augmentation view, across runs with ``cache=disk``); its N box prompts go through the decoder together
-(SAM's decoder repeats the one embedding per prompt), so images are never mixed.
+A batch is a list of per-image groups (see ``samlit.data.dataset.StampDataset``). Each group's image embedding
+(1, 256, 64, 64) comes from the ``EmbeddingCache`` by the group's ``image_digest`` (the frozen encoder runs once
+per image and augmentation view, across runs with ``cache=disk``); a group from the item store carries no image,
+and its pixels are read (``datamodule.load_frame``) only when its embedding is missing. The decoder runs once per
+image (SAM's way: one embedding repeated per prompt) or once per step for every prompt of the batch
+(``decoder_batching``); the loss and metrics are the same either way.
 
 Validation and test steps return what they predicted (``Prediction`` rows); callbacks
 (``samlit.run.callbacks``) collect them for the report and the dashboards.
@@ -24,11 +26,12 @@ from samlit.core.errors import SamlitError
 from samlit.core.rng import rng_state, set_rng_state
 from samlit.model.embeddings import EmbeddingCache
 from samlit.model.metrics import stage_metrics
-from samlit.model.sam import decode_prompts, encode_image
+from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_image
 
 Group = dict[str, Any]
 Prediction = dict[str, Any]  # key, pred (N, H, W) bool and the group's masks, image, pixel_boxes (CPU tensors)
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
+DECODER_BATCHING = ("auto", "per_image", "batched")
 
 
 class SamFineTuner(L.LightningModule):
@@ -43,6 +46,9 @@ class SamFineTuner(L.LightningModule):
             ``full`` = logits upsampled to the original image (``Sam.postprocess_masks``) vs the full-res masks.
         mask_threshold: logit threshold for binary masks (SAM's is 0.0).
         embeddings: where image embeddings come from (default: an in-memory ``EmbeddingCache``).
+        decoder_batching: ``per_image`` (a decoder call per image), ``batched`` (one call per step for all the
+            batch's prompts) or ``auto``: batched on CUDA, per image elsewhere (``bench/decoder_step.py`` measures
+            both; on a CPU one call per image is faster).
 
     ``train/iou|dice`` are measured in the decoder's 256 x 256 frame (cheap, every step); ``val/`` and ``test/``
     metrics at each image's original resolution.
@@ -58,10 +64,15 @@ class SamFineTuner(L.LightningModule):
         loss_frame: str = "low",
         mask_threshold: float = 0.0,
         embeddings: EmbeddingCache | None = None,
+        decoder_batching: str = "auto",
     ) -> None:
         super().__init__()
         if loss_frame not in ("low", "full"):
             raise SamlitError(f"module.loss_frame={loss_frame!r} must be 'low' or 'full'")
+        if decoder_batching not in DECODER_BATCHING:
+            raise SamlitError(
+                f"module.decoder_batching={decoder_batching!r} must be one of {', '.join(DECODER_BATCHING)}"
+            )
         self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler", "embeddings"], logger=False)
         self.sam = sam
         self.loss = loss
@@ -84,15 +95,22 @@ class SamFineTuner(L.LightningModule):
         return self
 
     def image_embedding(self, group: Group) -> torch.Tensor:
-        """(1, 256, 64, 64) embedding of ``group["image"]`` (3, h, w) uint8: from the cache, or the encoder once."""
-        image = group["image"]
+        """(1, 256, 64, 64) embedding of the group's frame image: from the cache by ``group["image_digest"]`` (or
+        by ``group["image"]`` (3, h, w) uint8), or the encoder once; a group without ``image`` has its pixels read
+        (``datamodule.load_frame(group["source"])``) only then."""
 
         @torch.no_grad()
         def encode() -> torch.Tensor:
+            image = group["image"] if "image" in group else self.trainer.datamodule.load_frame(group["source"])
             return encode_image(self.sam, image)
 
-        embedding = self.embeddings.get(fingerprint=self.embeddings.fingerprint(self.sam), image=image, compute=encode)
-        return embedding.to(self.device)
+        embedding = self.embeddings.get(
+            fingerprint=self.embeddings.fingerprint(self.sam),
+            image=group.get("image"),
+            digest=group.get("image_digest"),
+            compute=encode,
+        )
+        return embedding.to(self.device, non_blocking=True)
 
     def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame), with its point prompts
@@ -101,8 +119,35 @@ class SamFineTuner(L.LightningModule):
         Returns:
             low-res mask logits (N, 256, 256) and predicted IoU (N,).
         """
-        points = (group["point_coords"], group["point_labels"]) if "point_coords" in group else None
-        return decode_prompts(self.sam, embedding=self.image_embedding(group), boxes=group["boxes"], points=points)
+        embedding = self.image_embedding(group)
+        return decode_prompts(self.sam, embedding=embedding, boxes=group["boxes"], points=points_of(group))
+
+    def decode_batch(self, groups: list[Group]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``forward`` of every group, as one decoder call per image or one for all prompts of the batch
+        (``decoder_batching``); prompts with a different number of sparse tokens (points or not) go in separate
+        calls."""
+        batched = self.hparams.decoder_batching == "batched" or (
+            self.hparams.decoder_batching == "auto" and self.device.type == "cuda"
+        )
+        if not batched or len(groups) == 1:
+            return [self(group) for group in groups]
+        prompts = [
+            self.sam.prompt_encoder(points=points_of(g), boxes=g["boxes"], masks=None) for g in groups
+        ]  # (N, T, 256), (N, 256, 64, 64) per group
+        embeddings = [self.image_embedding(g) for g in groups]
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(groups)
+        for tokens in sorted({sparse.shape[1] for sparse, _ in prompts}):
+            members = [i for i, (sparse, _) in enumerate(prompts) if sparse.shape[1] == tokens]
+            logits, iou = decode_prompt_batch(
+                self.sam,
+                embeddings=torch.cat([embeddings[i].expand(len(groups[i]["boxes"]), -1, -1, -1) for i in members]),
+                sparse=torch.cat([prompts[i][0] for i in members]),
+                dense=torch.cat([prompts[i][1] for i in members]),
+            )
+            sizes = [len(groups[i]["boxes"]) for i in members]
+            for i, part_logits, part_iou in zip(members, logits.split(sizes), iou.split(sizes), strict=True):
+                out[i] = (part_logits, part_iou)
+        return out
 
     def full_res(self, logits: torch.Tensor, group: Group) -> torch.Tensor:
         """(N, 256, 256) low-res logits -> (N, H, W) logits at the image's original size."""
@@ -121,8 +166,7 @@ class SamFineTuner(L.LightningModule):
         total = torch.zeros((), device=self.device)
         predictions = []
         training = stage == "train"
-        for group in groups:
-            low_res_logits, iou_pred = self(group)
+        for group, (low_res_logits, iou_pred) in zip(groups, self.decode_batch(groups), strict=True):
             full = None if training and self.hparams.loss_frame == "low" else self.full_res(low_res_logits, group)
             if self.hparams.loss_frame == "low":
                 logits, target = low_res_logits, group["low_res_targets"]
@@ -204,16 +248,23 @@ class SamFineTuner(L.LightningModule):
                 state[key] = value
 
 
+def points_of(group: Group) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A group's point prompts (coords (N, P, 2), labels (N, P)), or ``None``."""
+    return (group["point_coords"], group["point_labels"]) if "point_coords" in group else None
+
+
 class NonFiniteLoss(SamlitError):
     """The training loss became NaN or infinite."""
 
 
 def prediction(group: Group, pred: torch.Tensor) -> Prediction:
-    """What a val/test step predicted for one image, with what a figure of it needs (CPU tensors)."""
+    """What a val/test step predicted for one image, with what a figure of it needs (CPU tensors): its frame
+    ``image`` when the group has one, else its ``source`` (figures read the few images they draw)."""
+    drawn = {"image": group["image"]} if "image" in group else {"source": group["source"]}
     return {
         "key": group["key"],
         "pred": pred.cpu(),
         "masks": group["masks"].cpu(),
-        "image": group["image"],
         "pixel_boxes": group["pixel_boxes"],
+        **drawn,
     }

@@ -159,6 +159,40 @@ def decode_prompts(
     return logits[:, 0], iou[:, 0]
 
 
+def decode_prompt_batch(
+    sam: Sam,
+    *,
+    embeddings: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's mask decoder (single-mask output) in one call for prompts of several images: what
+    ``MaskDecoder.predict_masks`` computes, with each prompt's own image embedding instead of one embedding
+    repeated per prompt.
+
+    Args:
+        embeddings: (P, 256, 64, 64), row p the embedding of prompt p's image.
+        sparse, dense: the prompt encoder's output for the P prompts: (P, T, 256) and (P, 256, 64, 64); every
+            prompt has the same number T of sparse tokens (a box, or a box and the same number of points).
+
+    Returns:
+        low-res mask logits (P, 256, 256) and predicted IoU (P,), as ``decode_prompts`` gives per image.
+    """
+    decoder = sam.mask_decoder
+    tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([tokens[None].expand(len(sparse), -1, -1), sparse], dim=1)
+    src = embeddings + dense
+    pos = sam.prompt_encoder.get_dense_pe().expand(len(src), -1, -1, -1)
+    b, c, h, w = src.shape
+    hs, src = decoder.transformer(src, pos, tokens)
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+    b, c, h, w = upscaled.shape
+    masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+    iou = decoder.iou_prediction_head(hs[:, 0, :])
+    return masks[:, 0], iou[:, 0]  # mask token 0: the single-mask output, as multimask_output=False
+
+
 def encode_image(sam: Sam, image: torch.Tensor) -> torch.Tensor:
     """(3, h, w) uint8 image, long side 1024 (``to_sam_frame``) -> (1, 256, 64, 64) embedding: SAM's
     normalise + pad (``Sam.preprocess``), then the image encoder, on the model's device."""

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from samlit.core.distributed import gather_by_key
 from samlit.run import dashboard
 from samlit.run.figures import CURVES, prediction_panels
+from samlit.run.testing import with_images
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class ValOverlays(L.Callback):
         if not trainer.is_global_zero:
             return
         images, captions = [], []
-        for predicted in kept:
+        for predicted in with_images(kept, trainer.datamodule):
             picture = prediction_panels({"": predicted})
             images.append(dashboard.shrink(picture, max_side=2 * self.max_side))
             captions.append(predicted["key"])

@@ -1,5 +1,6 @@
 """A test pass and what it yields: the logged metrics, a row per test image (IoU, Dice) and the predictions
-of a few images for figures, collected by a callback from what ``test_step`` returns (no scan read again)."""
+of a few images for figures, collected by a callback from what ``test_step`` returns (only the few drawn images
+are read again, when their items came from the item store)."""
 
 from __future__ import annotations
 
@@ -74,4 +75,10 @@ def run_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, **t
     (logged,) = trainer.test(module, datamodule=datamodule, verbose=False, **test_kwargs)
     metrics = {"iou": float(logged["test/iou"]), "dice": float(logged["test/dice"])}
     metrics["n_masks"] = int(logged["test/n_masks"])
-    return TestResult(metrics=metrics, rows=collector.rows, kept=collector.kept)
+    return TestResult(metrics=metrics, rows=collector.rows, kept=with_images(collector.kept, datamodule))
+
+
+def with_images(predictions: list[Prediction], datamodule: Any) -> list[Prediction]:
+    """Predictions with their frame ``image`` (figures draw on it): read from its files for an item that came
+    from the item store without one (a few images, once per test pass)."""
+    return [p if "image" in p else {**p, "image": datamodule.load_frame(p["source"])} for p in predictions]
