@@ -1,17 +1,20 @@
-"""Issue 15's baseline: how fast the training loader hands out items, against how fast the decoder steps.
+"""How fast the training loader hands out items, against how fast the decoder steps (issue 15).
 
-With a warm embedding cache a training step is one mask-decoder forward + backward per item, yet each item still
-decodes its scan and both ground-truth PNGs, resizes to SAM's 1024 frame and builds its targets. This measures:
+With a warm cache a training step is one mask-decoder forward + backward per item. Read from its files, an item
+decodes its scan and both ground-truth PNGs, resizes to SAM's 1024 frame and builds its targets; from the item
+store (``cache=disk``: ``data.item_store``) it reads one small safetensors file. This measures:
 
-1. items/s of one epoch of the training loader (``data.crop`` as given, default ``box``) on real-size pages
-   (``--size`` 2339 px long side: the generator writes A4 pages, 1654 x 2339 at 200 dpi), ``num_workers`` 0 and 2;
+1. items/s of the training loader (``data.crop`` as given, default ``box``) on real-size pages (``--size`` 2339
+   px long side: the generator writes A4 pages, 1654 x 2339 at 200 dpi), ``num_workers`` 0 and 2: read from the
+   files (no store: ``cache=none|memory``) and from a warm item store;
 2. decoder steps/s: SAM's mask decoder (the same in tiny and vit_b/l/h) forward + Dice + backward + Adam on a
    cached-size embedding with one box prompt, on this machine;
-3. the loader's time per item on the same pages shrunk 4x (``--size / 4``): how much of it grows with pixel count.
+3. the warm loader's time per item on the same pages shrunk 4x (``--size / 4``): how much of it grows with the
+   pages' pixel count.
 
 It prints each figure, the ratio loader rate / step rate (>= 1: the decoder never waits) and the command.
 
-    python bench/loader_throughput.py [--scans 8] [--size 2339] [--crop box] [--steps 30]
+    python bench/loader_throughput.py [--scans 32] [--size 2339] [--crop box] [--epochs 20] [--steps 30]
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from samlit.model.losses import DiceLoss
 from samlit.model.sam import build_sam, decode_prompts
 
 
-def loader_rate(root: Path, *, scans: int, size: int, crop: str, workers: int) -> tuple[float, int, float]:
-    """(items/s, items, seconds) of the second pass over the training loader of ``scans`` generated pages (the
-    first starts the persistent workers)."""
+def loader_rate(
+    root: Path, *, scans: int, size: int, crop: str, workers: int, store: bool, epochs: int
+) -> tuple[float, int, float]:
+    """(items/s, items, seconds) over ``epochs`` passes of the training loader of ``scans`` generated pages, after
+    one untimed pass (it starts the persistent workers and, with ``store``, fills the item store)."""
     datamodule = SyntheticStaverDataModule(
         root=root / f"px{size}",
         num_scans=scans,
@@ -41,6 +46,7 @@ def loader_rate(root: Path, *, scans: int, size: int, crop: str, workers: int) -
         test_fraction=0.0,
         crop=crop,
         num_workers=workers,
+        item_store=root / f"items{size}" if store else None,
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -48,8 +54,10 @@ def loader_rate(root: Path, *, scans: int, size: int, crop: str, workers: int) -
     for _ in loader:
         pass
     start, items = time.perf_counter(), 0
-    for batch in loader:
-        items += len(batch)
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch + 1)
+        for batch in loader:
+            items += len(batch)
     seconds = time.perf_counter() - start
     return items / seconds, items, seconds
 
@@ -77,26 +85,41 @@ def decoder_rate(*, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scans", type=int, default=8, help="generated pages (some carry no stamp)")
+    parser.add_argument("--scans", type=int, default=32, help="generated pages (some carry no stamp)")
     parser.add_argument("--size", type=int, default=2339, help="long side of a page, px")
     parser.add_argument("--crop", default="box", choices=("box", "none"))
+    parser.add_argument("--epochs", type=int, default=20, help="warm-store epochs timed (files: a quarter of them)")
     parser.add_argument("--steps", type=int, default=30, help="decoder steps timed")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rates = {w: loader_rate(root, scans=args.scans, size=args.size, crop=args.crop, workers=w) for w in (0, 2)}
-        small = loader_rate(root, scans=args.scans, size=args.size // 4, crop=args.crop, workers=0)
+        for store in (False, True):
+            for workers in (0, 2):
+                epochs = args.epochs if store else max(1, args.epochs // 4)
+                rates[store, workers] = loader_rate(
+                    root, scans=args.scans, size=args.size, crop=args.crop, workers=workers, store=store, epochs=epochs
+                )
+        small = loader_rate(
+            root, scans=args.scans, size=args.size // 4, crop=args.crop, workers=0, store=True, epochs=args.epochs
+        )
     steps = decoder_rate(steps=args.steps)
-    for workers, (rate, items, seconds) in rates.items():
-        print(f"loader, {args.size} px pages, crop={args.crop}, num_workers={workers}: {items} items in "
+    for (store, workers), (rate, items, seconds) in rates.items():
+        where = "warm item store" if store else "files (no store)"
+        print(f"loader, {args.size} px pages, crop={args.crop}, {where:>16}, num_workers={workers}: {items} items in "
               f"{seconds:.2f} s = {rate:.1f} items/s")  # fmt: skip
-    print(f"loader, {args.size // 4} px pages (4x smaller), num_workers=0: {small[1]} items in {small[2]:.2f} s")
+    print(f"loader, {args.size // 4} px pages (4x smaller), warm item store, num_workers=0: {small[1]} items in "
+          f"{small[2]:.2f} s = {small[0]:.1f} items/s")  # fmt: skip
     print(f"decoder step (fwd + Dice + bwd + Adam, 1 box): {steps:.1f} steps/s ({1000 / steps:.1f} ms)")
-    print(f"loader rate / step rate: {rates[0][0] / steps:.3f} (0 workers), {rates[2][0] / steps:.3f} (2 workers)")
-    per_item = (rates[0][2] / rates[0][1]) / (small[2] / small[1])
-    print(f"time per item, real-size vs 4x smaller pages (0 workers): {per_item:.2f}x (goal <= 1.3x)")
-    print(f"goal: >= 400 items/s with 2 workers; reached {rates[2][0]:.1f}")
+    for store in (False, True):
+        where = "warm item store" if store else "files (no store)"
+        ratios = ", ".join(f"{rates[store, w][0] / steps:.2f} ({w} workers)" for w in (0, 2))
+        print(f"loader rate / step rate, {where}: {ratios}")
+    print(f"warm store vs files, 2 workers: {rates[True, 2][0] / rates[False, 2][0]:.1f}x the items/s")
+    per_item = (rates[True, 0][2] / rates[True, 0][1]) / (small[2] / small[1])
+    print(f"time per item, real-size vs 4x smaller pages (warm store, 0 workers): {per_item:.2f}x (goal <= 1.3x)")
+    print(f"goal: >= 400 items/s with 2 workers (warm store); reached {rates[True, 2][0]:.1f}")
     print(f"command: python {' '.join(sys.argv)}")
 
 
