@@ -213,9 +213,10 @@ class StampDataModule(L.LightningDataModule):
 
     def frame_ceilings(self, split: str = "test") -> dict[str, Any]:
         """Oracle IoU of ``split`` through the page and through box crops (``samlit.data.ceiling``)."""
+        files = self.splits[split]
         return {
             crop: frame_ceiling(
-                StampDataset(self.splits[split], read=self.source.read, **self._frame(split, crop=crop))
+                StampDataset(files, read=self.source.read, **self._frame(split, crop=crop), **self._stored(files))
             )
             for crop in ("none", "box")
         }

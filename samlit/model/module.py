@@ -3,7 +3,7 @@
 A batch is a list of per-image groups (see ``samlit.data.dataset.StampDataset``). Each group's image embedding
 (1, 256, 64, 64) comes from the ``EmbeddingCache`` by the group's ``image_digest`` (the frozen encoder runs once
 per image and augmentation view, across runs with ``cache=disk``); a group from the item store carries no image,
-and its pixels are read (``datamodule.load_frame``) only when its embedding is missing. The decoder runs once per
+and its pixels are read (``load_frame``) only when its embedding is missing. The decoder runs once per
 image (SAM's way: one embedding repeated per prompt) or once per step for every prompt of the batch
 (``decoder_batching``); the loss and metrics are the same either way.
 
@@ -46,6 +46,8 @@ class SamFineTuner(L.LightningModule):
             ``full`` = logits upsampled to the original image (``Sam.postprocess_masks``) vs the full-res masks.
         mask_threshold: logit threshold for binary masks (SAM's is 0.0).
         embeddings: where image embeddings come from (default: an in-memory ``EmbeddingCache``).
+        load_frame: reads the frame image (3, h, w) uint8 of a group that carries none (an item-store item) from
+            its ``source``; ``samlit.run.setup`` sets the datamodule's ``load_frame``.
         decoder_batching: ``per_image`` (a decoder call per image), ``batched`` (one call per step for all the
             batch's prompts) or ``auto``: batched on CUDA, per image elsewhere (``bench/decoder_step.py`` measures
             both; on a CPU one call per image is faster).
@@ -65,6 +67,7 @@ class SamFineTuner(L.LightningModule):
         mask_threshold: float = 0.0,
         embeddings: EmbeddingCache | None = None,
         decoder_batching: str = "auto",
+        load_frame: Callable[[Any], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if loss_frame not in ("low", "full"):
@@ -73,7 +76,10 @@ class SamFineTuner(L.LightningModule):
             raise SamlitError(
                 f"module.decoder_batching={decoder_batching!r} must be one of {', '.join(DECODER_BATCHING)}"
             )
-        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler", "embeddings"], logger=False)
+        self.save_hyperparameters(
+            ignore=["sam", "loss", "optimizer", "scheduler", "embeddings", "load_frame"], logger=False
+        )
+        self.load_frame = load_frame
         self.sam = sam
         self.loss = loss
         self.optimizer = optimizer
@@ -97,12 +103,15 @@ class SamFineTuner(L.LightningModule):
     def image_embedding(self, group: Group) -> torch.Tensor:
         """(1, 256, 64, 64) embedding of the group's frame image: from the cache by ``group["image_digest"]`` (or
         by ``group["image"]`` (3, h, w) uint8), or the encoder once; a group without ``image`` has its pixels read
-        (``datamodule.load_frame(group["source"])``) only then."""
+        (``load_frame(group["source"])``) only then."""
 
         @torch.no_grad()
         def encode() -> torch.Tensor:
-            image = group["image"] if "image" in group else self.trainer.datamodule.load_frame(group["source"])
-            return encode_image(self.sam, image)
+            if "image" in group:
+                return encode_image(self.sam, group["image"])
+            if self.load_frame is None:
+                raise SamlitError(f"{group['key']}: its embedding is not cached and no load_frame reads its image")
+            return encode_image(self.sam, self.load_frame(group["source"]))
 
         embedding = self.embeddings.get(
             fingerprint=self.embeddings.fingerprint(self.sam),

@@ -56,7 +56,7 @@ def setup(
     datamodule.setup("fit")
     datamodule.require_splits(*needs)
     log.info("data: %s", datamodule.summary())
-    module = instantiate(cfg.module)
+    module = instantiate(cfg.module, load_frame=datamodule.load_frame)
     history = MetricHistory(also=(cfg.optimized_metric,) if cfg.get("optimized_metric") else ())
     loggers = instantiate_group(cfg.get("logger")) if with_loggers else []
     callbacks = [*instantiate_group(cfg.get("callbacks")), history, TestPredictions(keep=keep, order=order)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +123,44 @@ def test_bf16_mixed_fit_steps_run_on_cpu(module):
     assert torch.isfinite(trainer.callback_metrics["train/loss_step"])
     after = list(module.sam.mask_decoder.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+def with_points(g: dict, count: int = 2) -> dict:
+    n = len(g["boxes"])
+    coords = g["boxes"][:, None, :2].repeat(1, count, 1) + 5
+    return {**g, "point_coords": coords, "point_labels": torch.ones(n, count, dtype=torch.int64)}
+
+
+def test_one_batched_decoder_call_gives_what_a_call_per_image_gives(compose_cfg):
+    """``module.decoder_batching=batched``: the same loss, logits and decoder gradients as per image, also when
+    some groups have point prompts (they go in their own call)."""
+    batch = [group("a"), with_points(group("b", n=3, seed=1)), group("c", n=1, seed=2), with_points(group("d"))]
+    results = {}
+    for batching in ("per_image", "batched"):
+        torch.manual_seed(0)  # the same random weights both times
+        module = instantiate(compose_cfg(f"module.decoder_batching={batching}").module)
+        module.train()
+        decoded = module.decode_batch(batch)
+        loss, _ = module.model_step(batch, "train")
+        loss.backward()
+        grads = [p.grad.clone() for p in module.sam.mask_decoder.parameters() if p.grad is not None]
+        results[batching] = (decoded, loss.detach(), grads)
+    (per_image, loss_a, grads_a), (batched, loss_b, grads_b) = results["per_image"], results["batched"]
+    assert [logits.shape for logits, _ in batched] == [(2, 256, 256), (3, 256, 256), (1, 256, 256), (2, 256, 256)]
+    for (logits_a, iou_a), (logits_b, iou_b) in zip(per_image, batched, strict=True):
+        assert torch.allclose(logits_a, logits_b, atol=1e-4) and torch.allclose(iou_a, iou_b, atol=1e-5)
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert len(grads_a) == len(grads_b) and all(
+        torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grads_a, grads_b, strict=True)
+    )
+
+
+def test_decoder_batching_auto_is_per_image_on_cpu_and_a_bad_value_names_the_key(compose_cfg):
+    module = instantiate(compose_cfg().module)
+    assert module.hparams.decoder_batching == "auto"
+    calls = []
+    module.forward = lambda g: calls.append(g["key"]) or (torch.zeros(len(g["boxes"]), 256, 256), None)
+    module.decode_batch([group("a"), group("b", seed=1)])
+    assert calls == ["a", "b"]  # one call per image on this CPU
+    with pytest.raises(Exception, match=re.escape("module.decoder_batching='both' must be one of auto, per_image")):
+        instantiate(compose_cfg("module.decoder_batching=both").module)
