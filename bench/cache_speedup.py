@@ -1,5 +1,6 @@
-"""Headline: one training epoch with the encoder run at every step (``cache=none``, the seed tutorial's way)
-vs the same epoch reading a warm disk cache. Same process, same model, same scans, same step code.
+"""Headline: one training epoch with the encoder run at every step (``cache=none``, the seed tutorial's way:
+each item read from its files) vs the same epoch reading a warm disk cache (``cache=disk``: embeddings and
+prepared items, no image decoded). Same process, same model, same scans, same step code.
 
     python bench/cache_speedup.py [--model vit_b] [--scans 4] [--size 1024] [--repeats 1] [--stamps K]
 
@@ -20,13 +21,16 @@ import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
 
 from samlit.data.datamodule import StaverDataModule
+from samlit.data.item_store import ItemStore
 from samlit.model.embeddings import EmbeddingCache
 from samlit.model.module import SamFineTuner
 from samlit.run.embed import build_embeddings
 
 
-def epoch_seconds(tuner: SamFineTuner, datamodule: StaverDataModule, cache: EmbeddingCache) -> float:
-    tuner.embeddings = cache
+def epoch_seconds(
+    tuner: SamFineTuner, datamodule: StaverDataModule, cache: EmbeddingCache, store: ItemStore | None
+) -> float:
+    tuner.embeddings, datamodule.store = cache, store
     timer = Timer()
     L.seed_everything(0, verbose=False)
     bare_trainer(callbacks=[timer]).fit(tuner, datamodule=datamodule)
@@ -43,13 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         datamodule = training_scans(Path(tmp, "data"), num_scans=args.scans, image_size=args.size, stamps=args.stamps)
-        disk = EmbeddingCache(mode="disk", root=Path(tmp, "cache"))
+        disk = EmbeddingCache(mode="disk", root=Path(tmp, "cache", "embeddings"))
+        store = ItemStore(root=Path(tmp, "cache", "items"))
         tuner = make_tuner(args.model, disk)
-        build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)  # warm the cache
+        datamodule.store = store
+        build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)  # warm cache and store
         none, cached = [], []
         for _ in range(args.repeats):
-            none.append(epoch_seconds(tuner, datamodule, EmbeddingCache(mode="none")))
-            cached.append(epoch_seconds(tuner, datamodule, disk))
+            none.append(epoch_seconds(tuner, datamodule, EmbeddingCache(mode="none"), None))
+            cached.append(epoch_seconds(tuner, datamodule, disk, store))
         prompts = sum(len(group["boxes"]) for group in datamodule.train_dataloader().dataset)
     n_none, n_cached = statistics.median(none), statistics.median(cached)
     threads = torch.get_num_threads()
@@ -57,7 +63,10 @@ def main() -> None:
     print(f"epoch, cache=none (encoder every step): {', '.join(f'{s:.2f}' for s in none)} s")
     print(f"epoch, warm disk cache                 : {', '.join(f'{s:.2f}' for s in cached)} s")
     stamps = f" --stamps {args.stamps}" if args.stamps is not None else ""
-    print(f"rerun: python bench/cache_speedup.py --model {args.model} --scans {args.scans} --size {args.size}{stamps}")
+    print(
+        f"rerun: python bench/cache_speedup.py --model {args.model} --scans {args.scans} --size {args.size}{stamps} "
+        f"--repeats {args.repeats}"
+    )
     print(
         f"speedup: {n_none / n_cached:.1f}x (none {n_none:.2f} s/epoch, cached {n_cached:.2f} s/epoch, N={args.scans})"
     )
