@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class StampDataModule(L.LightningDataModule):
         item_store: the folder of prepared items (``samlit.data.item_store``; ``cache=disk`` sets it next to the
             embeddings): with a warm store the loaders decode no image. ``None``: every item is read from its files.
         pin_memory: page-locked batches for faster host-to-GPU copies (``None``: when CUDA is available).
+        num_workers: loader worker processes (persistent), or ``auto`` (``auto_workers``).
     """
 
     def __init__(
@@ -65,7 +67,7 @@ class StampDataModule(L.LightningDataModule):
         *,
         source: Source,
         batch_size: int = 1,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         seed: int = 0,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
@@ -79,9 +81,13 @@ class StampDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_crop(crop, crop_margin)
-        for key, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0)):
+        checked = (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0))
+        for key, value, least in checked:
+            if key == "num_workers" and value == "auto":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise SamlitError(f"data.{key}={value!r} must be a whole number >= {least}")
+                also = " or auto" if key == "num_workers" else ""
+                raise SamlitError(f"data.{key}={value!r} must be a whole number >= {least}{also}")
         self.source = source
         self.root = source.root
         self.min_region_area = source.min_area
@@ -247,14 +253,17 @@ class StampDataModule(L.LightningDataModule):
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         else:
             sampler = None
+        workers = self.num_workers
+        if workers == "auto":  # DDP processes on this node: one per GPU (all of them on a CPU-only machine)
+            workers = auto_workers(processes=min(world, torch.cuda.device_count() or world))
         return loader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
             **extra,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=collate_samples,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
             pin_memory=self.pin_memory,
         )
 
@@ -279,6 +288,14 @@ class StampDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test", train=False), shuffle=False)
+
+
+def auto_workers(*, processes: int, most: int = 4) -> int:
+    """``data.num_workers=auto``: this process's share of the CPUs it may use (``processes`` training processes on
+    this node), at most ``most``: from a warm item store a worker prepares an item in about a millisecond, so a
+    few keep any decoder step fed; more only cost start-up time and memory."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(most, cpus // max(1, processes)))
 
 
 class StaverDataModule(StampDataModule):

@@ -23,7 +23,7 @@ from samlit.core.digests import image_digest
 from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
 from samlit.data.crops import CropBox, check_crop, crop_stamp
-from samlit.data.item_store import ItemStore, PreparedItem, item_key
+from samlit.data.item_store import ItemStore, PreparedItem, item_key, pack_masks, unpack_masks
 from samlit.data.prompts import PromptSampler
 from samlit.data.sam_frame import frame_prompts, frame_targets
 from samlit.data.sample import StampSample, with_ink
@@ -196,17 +196,35 @@ def collate_samples(batch: list[Sample]) -> list[Sample]:
 
 
 class InBandBatch(list):
-    """A worker's batch whose tensors are pickled by value (as NumPy arrays); it arrives as a plain list of
-    groups with tensors again."""
+    """A worker's batch whose tensors are pickled by value (as NumPy arrays; instance masks (N, H, W) bool as the
+    packed bits of their windows, ``pack_masks``: a page's masks are megabytes of mostly zeros). It arrives as a
+    plain list of groups with tensors again."""
 
-    def __reduce__(self) -> tuple[Callable[..., list[Sample]], tuple[list[tuple[Sample, list[str]]]]]:
+    def __reduce__(self) -> tuple[Callable[..., list[Sample]], tuple[list[tuple[Sample, dict[str, str]]]]]:
         groups = []
         for group in self:
-            names = [k for k, v in group.items() if isinstance(v, torch.Tensor) and v.dtype != torch.bfloat16]
-            groups.append(({k: v.numpy() if k in names else v for k, v in group.items()}, names))
+            packed, kinds = dict(group), {}
+            for key, value in group.items():
+                if not isinstance(value, torch.Tensor) or value.dtype == torch.bfloat16:
+                    continue
+                if value.dtype == torch.bool and value.ndim == 3:
+                    packed[key], kinds[key] = (value.shape[1:], pack_masks(value.numpy())), "masks"
+                else:
+                    packed[key], kinds[key] = value.numpy(), "array"
+            groups.append((packed, kinds))
         return rebuild_groups, (groups,)
 
 
-def rebuild_groups(groups: list[tuple[Sample, list[str]]]) -> list[Sample]:
-    """``InBandBatch``'s other end: each group with its NumPy arrays back as tensors (no copy)."""
-    return [{k: torch.from_numpy(v) if k in names else v for k, v in group.items()} for group, names in groups]
+def rebuild_groups(groups: list[tuple[Sample, dict[str, str]]]) -> list[Sample]:
+    """``InBandBatch``'s other end: each group with its tensors back."""
+    out = []
+    for group, kinds in groups:
+        for key, kind in kinds.items():
+            if kind == "masks":
+                size, packed = group[key]
+                parts = (packed[k].numpy() for k in ("windows", "bits", "offsets"))
+                group[key] = torch.from_numpy(unpack_masks(*parts, size=tuple(size)))
+            else:
+                group[key] = torch.from_numpy(group[key])
+        out.append(group)
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,18 @@ def test_staver_without_root_is_a_one_line_error(compose_cfg, root):
         instantiate(compose_cfg("data=staver", f"data.root={root}").data)
     message = str(err.value)
     assert "data.root" in message and "ground-truth-maps" in message
+
+
+def test_num_workers_auto_takes_this_process_share_of_the_cpus(compose_cfg):
+    from samlit.data.datamodule import auto_workers
+
+    cpus = len(os.sched_getaffinity(0))
+    assert auto_workers(processes=1) == min(4, cpus) and auto_workers(processes=4 * cpus) == 1
+    dm = instantiate(compose_cfg(*FAST, "data.num_workers=auto").data)
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.val_dataloader()
+    assert loader.num_workers == min(4, cpus) and loader.persistent_workers
+    assert loader.pin_memory == torch.cuda.is_available()  # data.pin_memory=null: pinned where a GPU copies
+    with pytest.raises(Exception, match=r"data\.num_workers='many' must be a whole number >= 0 or auto"):
+        instantiate(compose_cfg(*FAST, "data.num_workers=many").data)
