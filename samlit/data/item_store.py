@@ -191,3 +191,27 @@ class ItemStore:
                 f"cannot write the item store at {path}: {error.strerror or error}; free space or point "
                 "paths.cache_dir=... to a writable folder (or use cache=memory)"
             ) from error
+
+
+def store_size(root: Path) -> tuple[int, int]:
+    """(entries, bytes) of the item store under ``root`` (0, 0 when there is none)."""
+    entries = list(Path(root).glob(f"*/*{ENTRY_SUFFIX}")) if Path(root).is_dir() else []
+    return len(entries), sum(e.stat().st_size for e in entries)
+
+
+def clear_store(root: Path) -> list[Path]:
+    """Delete what the store wrote under ``root`` (entries, their temp files, the file index) and the fan-out folders
+    that become empty. Returns what was left because the store did not write it."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    written = [*root.glob(f"*/*{ENTRY_SUFFIX}"), *root.glob(f"*/.*{ENTRY_SUFFIX}.*.tmp"), root / "files.json"]
+    for path in [*written, *root.glob(".files.json.*.tmp")]:
+        path.unlink(missing_ok=True)
+    for fan_out in root.iterdir():
+        if fan_out.is_dir() and len(fan_out.name) == 2 and not any(fan_out.iterdir()):
+            fan_out.rmdir()
+    left = sorted(root.rglob("*"))
+    if not left:
+        root.rmdir()
+    return left

@@ -1,7 +1,8 @@
-"""``python -m samlit.cache info|clear``: inspect or clear the embedding cache (``samlit.model.embeddings``).
+"""``python -m samlit.cache info|clear``: inspect or clear the embedding cache (``samlit.model.embeddings``) and
+the item store beside it (``<DIR>/../items``, ``samlit.data.item_store``).
 
-python -m samlit.cache info  [--dir DIR] [--verify]   entries, bytes, corrupt entries per fingerprint
-python -m samlit.cache clear [--dir DIR] [--fingerprint F]
+python -m samlit.cache info  [--dir DIR] [--verify]   entries, bytes, corrupt entries per fingerprint; the store
+python -m samlit.cache clear [--dir DIR] [--fingerprint F]   without F: every fingerprint and the item store
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from samlit.data.item_store import clear_store, store_size
 from samlit.model.embeddings import DEFAULT_DIR, clear_folder, scan_cache
 
 
@@ -27,8 +29,12 @@ def cli(argv: list[str] | None = None) -> int:
         )
         return 2
     rows = scan_cache(args.dir, verify=args.verify)
+    items = args.dir.parent / "items"
     if args.command == "info":
         print(f"{args.dir}: {sum(r['entries'] for r in rows)} entries, {sum(r['bytes'] for r in rows) / 2**20:.1f} MiB")
+        entries, size = store_size(items)
+        if entries:
+            print(f"  item store {items}: {entries} prepared items, {size / 2**20:.1f} MiB")
         for row in rows:
             corrupt = "" if row["corrupt"] is None else f", {row['corrupt']} corrupt"
             print(
@@ -44,4 +50,8 @@ def cli(argv: list[str] | None = None) -> int:
         for path in clear_folder(target):
             print(f"kept {path}: not written by the embedding cache")
     print(f"removed {len(targets)} fingerprint folder(s) from {args.dir} (other files and folders there untouched)")
+    if args.fingerprint is None and items.is_dir():
+        for path in clear_store(items):
+            print(f"kept {path}: not written by the item store")
+        print(f"removed the item store {items}")
     return 0

@@ -201,3 +201,24 @@ def test_worker_batches_arrive_as_tensors_equal_to_in_process_ones(compose_cfg):
         assert got.keys() == want.keys()
         for key, value in want.items():
             assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
+
+
+def test_cache_cli_reports_and_clears_the_store_beside_the_embeddings(tmp_path, capsys):
+    from samlit.launch.cache_cli import cli
+
+    embeddings, store = tmp_path / "embeddings", ItemStore(root=tmp_path / "items")
+    embeddings.mkdir()
+    for key in ("ab" * 32, "cd" * 32):
+        store.put(key, prepared())
+    (tmp_path / "items" / "files.json").write_text("{}")
+    mine = tmp_path / "items" / "ab" / "notes.txt"
+    mine.write_text("mine")
+    assert cli(["info", "--dir", str(embeddings)]) == 0
+    assert f"item store {tmp_path / 'items'}: 2 prepared items" in capsys.readouterr().out
+    assert cli(["clear", "--dir", str(embeddings), "--fingerprint", "0123456789abcdef-float16"]) == 2  # not ours
+    assert store.get("ab" * 32) is not None  # one fingerprint cleared: the store stays
+    capsys.readouterr()
+    assert cli(["clear", "--dir", str(embeddings)]) == 0
+    out = capsys.readouterr().out
+    assert f"kept {mine}" in out and "removed the item store" in out
+    assert sorted(p.name for p in (tmp_path / "items").rglob("*")) == ["ab", "notes.txt"]
