@@ -3,9 +3,10 @@
 1. ``SamFineTuner``'s training step under ``Trainer.fit`` (cache read, loss + IoU-head term, metrics, logging,
    gradient clipping, Adam) vs a bare loop: prompt encoder, ``mask_decoder`` forward, Dice loss, backward,
    Adam, on the same cached embeddings and boxes. Last line: ``step_overhead: <lightning / bare>``.
-2. Several images per step: the stock decoder takes one image embedding and repeats it per prompt, so samlit
-   calls it once per image; the alternative feeds every prompt of ``--batch`` images to one decoder call
-   (SAM's ``predict_masks`` with a per-prompt embedding instead of the repeat). Time per image, both ways.
+2. Several images per step: the stock decoder takes one image embedding and repeats it per prompt
+   (``module.decoder_batching=per_image``); the alternative feeds every prompt of ``--batch`` images to one
+   decoder call (``batched``: ``samlit.model.sam.decode_prompt_batch``). Time per image, both ways: what
+   ``decoder_batching=auto`` picks per device rests on it.
 
 The decoder is the same in tiny and vit_b/l/h (256-wide, 2-layer two-way transformer), so ``--model tiny``
 (default) measures the real decoder; the encoder only fills the cache.
@@ -23,30 +24,11 @@ from pathlib import Path
 
 import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
-from segment_anything.modeling import MaskDecoder
 
 from samlit.model.embeddings import EmbeddingCache
 from samlit.model.losses import DiceLoss
+from samlit.model.sam import decode_prompt_batch
 from samlit.run.embed import build_embeddings
-
-
-def batched_decoder(
-    decoder: MaskDecoder, embeddings: torch.Tensor, image_pe: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
-) -> torch.Tensor:
-    """SAM's ``MaskDecoder.predict_masks`` for P prompts of different images: ``embeddings`` (P, 256, 64, 64)
-    holds each prompt's own image embedding (no repeat). Returns the single-mask logits (P, 256, 256)."""
-    tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat([tokens[None].expand(sparse.size(0), -1, -1), sparse], dim=1)
-    src = embeddings + dense
-    pos = image_pe.expand(len(src), -1, -1, -1)
-    b, c, h, w = src.shape
-    hs, src = decoder.transformer(src, pos, tokens)
-    mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).view(b, c, h, w))
-    hyper = torch.stack([mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], 1)
-    b, c, h, w = upscaled.shape
-    masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-    return masks[:, 0]
 
 
 def median_ms(times: list[float]) -> float:
@@ -100,10 +82,8 @@ def main() -> None:
                 embedding = torch.cat([embeddings[i].expand(len(targets[i]), -1, -1, -1) for i in indices])
                 sparse = torch.cat([prompts[i][0] for i in indices])
                 dense = torch.cat([prompts[i][1] for i in indices])
-                loss = loss_fn(
-                    batched_decoder(decoder, embedding, image_pe, sparse, dense),
-                    torch.cat([targets[i] for i in indices]),
-                )
+                logits, _ = decode_prompt_batch(sam, embeddings=embedding, sparse=sparse, dense=dense)
+                loss = loss_fn(logits, torch.cat([targets[i] for i in indices]))
             else:
                 loss = 0
                 for i in indices:

@@ -222,3 +222,21 @@ def test_cache_cli_reports_and_clears_the_store_beside_the_embeddings(tmp_path, 
     out = capsys.readouterr().out
     assert f"kept {mine}" in out and "removed the item store" in out
     assert sorted(p.name for p in (tmp_path / "items").rglob("*")) == ["ab", "notes.txt"]
+
+
+def test_a_full_disk_is_one_line_naming_the_entry_and_the_fix(tmp_path, monkeypatch):
+    import errno
+
+    from samlit.core import atomic
+    from samlit.core.errors import SamlitError
+
+    def full(path, data):
+        raise atomic.write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    store = ItemStore(root=tmp_path)
+    with pytest.raises(SamlitError) as error:
+        store.put("ef" * 32, prepared())
+    message = str(error.value)
+    assert message.startswith(f"cannot write the item store at {store.path('ef' * 32)}: No space left on device")
+    assert "paths.cache_dir" in message and "\n" not in message
