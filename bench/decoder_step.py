@@ -12,6 +12,10 @@ The decoder is the same in tiny and vit_b/l/h (256-wide, 2-layer two-way transfo
 (default) measures the real decoder; the encoder only fills the cache.
 
     python bench/decoder_step.py [--model tiny] [--scans 4] [--size 512] [--epochs 5] [--batch 4] [--device cpu]
+                                 [--crop none|box] [--workers 0]
+
+The fit reads a warm item store (``cache=disk``'s), as a warm ``train.py`` does. ``bench/gpu_check.sh`` runs it
+on a GPU (vit_b, 1654 x 2339 pages, page and crop frames).
 """
 
 from __future__ import annotations
@@ -43,27 +47,38 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="Lightning epochs; the bare loop runs as many steps")
     parser.add_argument("--batch", type=int, default=4, help="images per step in part 2")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--crop", default="none", choices=["none", "box"], help="data.crop: pages or stamp crops")
+    parser.add_argument("--workers", type=int, default=0, help="data.num_workers of the Lightning fit")
     args = parser.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        datamodule = training_scans(Path(tmp, "data"), num_scans=args.scans, image_size=args.size)
+        datamodule = training_scans(
+            Path(tmp, "data"),
+            num_scans=args.scans,
+            image_size=args.size,
+            crop=args.crop,
+            num_workers=args.workers,
+            item_store=Path(tmp, "items"),  # cache=disk's: the fit reads prepared items, no image
+        )
         cache = EmbeddingCache(mode="disk", root=Path(tmp, "cache"))
         tuner = make_tuner(args.model, cache)
-        build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)
+        accelerator = "gpu" if device.type == "cuda" else "cpu"
+        build_embeddings(trainer=bare_trainer(accelerator=accelerator), tuner=tuner, datamodule=datamodule)
+        items = len(datamodule.dataset("train", train=True))
 
         # 1a. through Lightning
         timer = Timer()
-        accelerator = "gpu" if device.type == "cuda" else "cpu"
         trainer = bare_trainer(max_epochs=args.epochs, callbacks=[timer], accelerator=accelerator)
         trainer.fit(tuner, datamodule=datamodule)
         lightning_steps = timer.steps[1:]  # the first step allocates
-        epoch_per_step = [t / args.scans for t in timer.epochs[1:]]
+        epoch_per_step = [t / items for t in timer.epochs[1:]]
 
         # 1b. bare decoder loop on the same embeddings and boxes
         sam = tuner.sam.to(device)
         groups = [group for group in datamodule.train_dataloader().dataset]
         fingerprint = cache.fingerprint(tuner.sam)
-        embeddings = [cache.get(fingerprint=fingerprint, image=g["image"], compute=None).to(device) for g in groups]
+        embeddings = [cache.get(fingerprint=fingerprint, digest=g["image_digest"], compute=None) for g in groups]
+        embeddings = [embedding.to(device) for embedding in embeddings]
         image_pe = sam.prompt_encoder.get_dense_pe()
         with torch.no_grad():
             prompts = [sam.prompt_encoder(points=None, boxes=g["boxes"].to(device), masks=None) for g in groups]
@@ -96,10 +111,10 @@ def main() -> None:
             return time.perf_counter() - start
 
         bare_step([0], batched=False)
-        bare = [bare_step([i % args.scans], batched=False) for i in range(len(lightning_steps) + 1)][1:]
+        bare = [bare_step([i % items], batched=False) for i in range(len(lightning_steps) + 1)][1:]
 
         # 2. B images per step: one decoder call per image vs one call for all prompts (interleaved)
-        batch = [i % args.scans for i in range(args.batch)]
+        batch = [i % items for i in range(args.batch)]
         per_image, one_call = [], []
         for _ in range(args.epochs):
             per_image.append(bare_step(batch, batched=False) / args.batch)
@@ -107,7 +122,8 @@ def main() -> None:
     num_prompts = sum(len(t) for t in targets)
     lightning_ms, bare_ms = median_ms(lightning_steps), median_ms(bare)
     print(
-        f"model={args.model} device={device} scans={args.scans} prompts/scan={num_prompts / args.scans:.2f} "
+        f"model={args.model} device={device} scans={args.scans} crop={args.crop} items={items} "
+        f"prompts/item={num_prompts / items:.2f} "
         f"threads={torch.get_num_threads()}"
     )
     print(f"Lightning training step (hooks)          : {lightning_ms:8.1f} ms/step (median of {len(lightning_steps)})")
@@ -116,9 +132,12 @@ def main() -> None:
     print(f"{args.batch} images/step, a decoder call per image  : {median_ms(per_image):8.1f} ms/image")
     print(f"{args.batch} images/step, one batched call          : {median_ms(one_call):8.1f} ms/image")
     print(f"batched / per-image                      : {median_ms(one_call) / median_ms(per_image):8.3f}")
+    print(f"decoder share of a training step (bare / epoch per step): {bare_ms / median_ms(epoch_per_step):.3f}")
+    print(f"training steps/s (epoch time / steps): {1000 / median_ms(epoch_per_step):.1f}")
     print(
         f"rerun: python bench/decoder_step.py --model {args.model} --scans {args.scans} --size {args.size} "
-        f"--epochs {args.epochs} --batch {args.batch} --device {args.device}"
+        f"--epochs {args.epochs} --batch {args.batch} --device {args.device} --crop {args.crop} "
+        f"--workers {args.workers}"
     )
     print(f"step_overhead: {lightning_ms / bare_ms:.3f}")
 

@@ -24,10 +24,10 @@ from samlit.model.sam import build_sam
 
 
 def training_scans(
-    root: Path, *, num_scans: int, image_size: int, stamps: int | None = None
+    root: Path, *, num_scans: int, image_size: int, stamps: int | None = None, **data: Any
 ) -> SyntheticStaverDataModule:
     """A datamodule whose train split holds exactly ``num_scans`` synthetic scans with stamps (exactly ``stamps``
-    each when given; val/test empty)."""
+    each when given; val/test empty); ``data``: other ``SyntheticStaverDataModule`` arguments (crop, item_store...)."""
     datamodule = SyntheticStaverDataModule(
         root=root,
         num_scans=num_scans * 4 + 4,  # some generated scans carry no stamp
@@ -35,6 +35,7 @@ def training_scans(
         val_fraction=0.0,
         test_fraction=0.0,
         prompts=PromptSampler(),
+        **data,
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
