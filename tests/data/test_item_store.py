@@ -193,14 +193,17 @@ def test_cache_none_and_memory_keep_no_store(compose_cfg):
 
 def test_worker_batches_arrive_as_tensors_equal_to_in_process_ones(compose_cfg):
     dm = datamodule(compose_cfg, "data.num_workers=2")
-    items(dm, "val", train=False)  # cold: both loaders below read the warm store
-    in_process = [group for batch in datamodule(compose_cfg).val_dataloader() for group in batch]
-    from_workers = [group for batch in dm.val_dataloader() for group in batch]
-    assert type(from_workers[0]) is dict and isinstance(from_workers[0]["low_res_targets"], torch.Tensor)
-    for got, want in zip(from_workers, in_process, strict=True):
-        assert got.keys() == want.keys()
-        for key, value in want.items():
-            assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
+    items(dm, "val", train=False)  # cold: the loaders below read the warm store
+    items(dm, "train", epoch=0)
+    for loader in ("val_dataloader", "train_dataloader"):  # DataLoader; StatefulDataLoader (epoch 0)
+        in_process = [group for batch in getattr(datamodule(compose_cfg), loader)() for group in batch]
+        from_workers = [group for batch in getattr(dm, loader)() for group in batch]
+        assert type(from_workers[0]) is dict and isinstance(from_workers[0]["low_res_targets"], torch.Tensor)
+        assert len(from_workers) == len(in_process) > 0
+        for got, want in zip(from_workers, in_process, strict=True):
+            assert got.keys() == want.keys()
+            for key, value in want.items():
+                assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
 
 
 def test_cache_cli_reports_and_clears_the_store_beside_the_embeddings(tmp_path, capsys):
