@@ -38,11 +38,9 @@ from samlit.model.sam import build_sam, decode_prompts
 from samlit.run.embed import build_embeddings
 
 
-def loader_rate(
-    root: Path, *, scans: int, size: int, crop: str, workers: int, store: bool, epochs: int
-) -> tuple[float, int, float]:
-    """(items/s, items, seconds) over ``epochs`` passes of the training loader of ``scans`` generated pages, after
-    one untimed pass (it starts the persistent workers and, with ``store``, fills the item store)."""
+def pages(root: Path, *, scans: int, size: int, crop: str, num_workers: int, store: bool) -> SyntheticStaverDataModule:
+    """``scans`` generated pages of long side ``size`` (written once under ``root``), all in the train split; with
+    ``store``, the item store ``root/items<size>``."""
     datamodule = SyntheticStaverDataModule(
         root=root / f"px{size}",
         num_scans=scans,
@@ -50,11 +48,20 @@ def loader_rate(
         val_fraction=0.0,
         test_fraction=0.0,
         crop=crop,
-        num_workers=workers,
+        num_workers=num_workers,
         item_store=root / f"items{size}" if store else None,
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
+    return datamodule
+
+
+def loader_rate(
+    root: Path, *, scans: int, size: int, crop: str, workers: int, store: bool, epochs: int
+) -> tuple[float, int, float]:
+    """(items/s, items, seconds) over ``epochs`` passes of the training loader of ``scans`` generated pages, after
+    one untimed pass (it starts the persistent workers and, with ``store``, fills the item store)."""
+    datamodule = pages(root, scans=scans, size=size, crop=crop, num_workers=workers, store=store)
     loader = datamodule.train_dataloader()
     for _ in loader:
         pass
@@ -69,17 +76,7 @@ def loader_rate(
 
 def epoch_per_item(root: Path, *, scans: int, size: int, crop: str) -> float:
     """Seconds per item of the second training epoch over the pages ``loader_rate`` generated (warm store)."""
-    datamodule = SyntheticStaverDataModule(
-        root=root / f"px{size}",
-        num_scans=scans,
-        image_size=size,
-        val_fraction=0.0,
-        test_fraction=0.0,
-        crop=crop,
-        item_store=root / f"items{size}",
-    )
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = pages(root, scans=scans, size=size, crop=crop, num_workers=0, store=True)
     tuner = make_tuner("tiny", EmbeddingCache(mode="disk", root=root / f"embeddings{size}"))
     tuner.load_frame = datamodule.load_frame  # the store is warm: the embeddings are built from re-read images
     build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)

@@ -1,5 +1,5 @@
 """Atomic file writes: write a temp file next to the target, then ``os.replace`` it (never a half-written
-file, never a lost old one)."""
+file, never a lost old one); and reading such a file back, when it is there."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from samlit.core.errors import WriteError
+from samlit.core.errors import SamlitError, WriteError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -66,3 +66,14 @@ def torch_save(obj: Any, path: Path | str) -> Path:
     with replacing(path) as handle:
         torch.save(obj, handle)
     return Path(path)
+
+
+def read_if_present(path: Path, *, what: str, fix: str) -> bytes | None:
+    """The bytes of ``path``, ``None`` when it does not exist; any other ``OSError`` (permissions, a folder where
+    the file should be) is one line: ``cannot read the <what> at <path>: <reason>; <fix>``."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise SamlitError(f"cannot read the {what} at {path}: {error.strerror or error}; {fix}") from error

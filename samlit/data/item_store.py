@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 STORE_VERSION = 1  # bump when what an item holds, or how it is computed, changes
 ENTRY_SUFFIX = ".safetensors"
+READ_FIX = "point paths.cache_dir=... to a readable folder (or use cache=memory)"
 
 
 @dataclass
@@ -167,15 +168,9 @@ class ItemStore:
 
     def get(self, key: str) -> PreparedItem | None:
         path = self.path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = atomic.read_if_present(path, what="item store", fix=READ_FIX)
+        if data is None:
             return None
-        except OSError as error:
-            raise SamlitError(
-                f"cannot read the item store at {path}: {error.strerror or error}; point paths.cache_dir=... to a "
-                "readable folder (or use cache=memory)"
-            ) from error
         try:
             return decode_item(data)
         except CorruptItem as error:

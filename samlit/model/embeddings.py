@@ -208,15 +208,10 @@ class EmbeddingCache:
 
     def _read(self, key: str) -> torch.Tensor | None:
         path = self.path(key)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        fix = "point paths.cache_dir=... to a readable folder (or use cache=memory)"
+        data = atomic.read_if_present(path, what="embedding cache", fix=fix)
+        if data is None:
             return None
-        except OSError as error:
-            raise SamlitError(
-                f"cannot read the embedding cache at {path}: {error.strerror or error}; "
-                "point paths.cache_dir=... to a readable folder (or use cache=memory)"
-            ) from error
         try:
             return decode_entry(data)
         except CorruptEntry as error:
