@@ -11,7 +11,9 @@ another model or another view can never read a stale entry.
 
 On disk an entry is one file: a JSON header line (dtype, shape, SHA-256 of the payload) then the raw tensor.
 Writes are atomic (temp file + rename), so two processes writing the same entry both leave a whole file; a
-truncated or altered entry fails its size/checksum test on read, is logged once and recomputed.
+truncated or altered entry fails its size/checksum test on read, is logged once and recomputed. A process
+checks an entry's SHA-256 the first time it reads it; later reads in the same process check the header and
+size only.
 
 Inspect or clear it with ``python -m samlit.cache info|clear`` (``samlit.launch.cache_cli``).
 """
@@ -91,8 +93,8 @@ def encode_entry(embedding: torch.Tensor) -> bytes:
     return json.dumps(header).encode() + b"\n" + payload
 
 
-def decode_entry(data: bytes) -> torch.Tensor:
-    """Inverse of ``encode_entry``; raises ``CorruptEntry`` on a bad header, size or checksum."""
+def decode_entry(data: bytes, *, verify: bool = True) -> torch.Tensor:
+    """Inverse of ``encode_entry``; raises ``CorruptEntry`` on a bad header, size or (with ``verify``) checksum."""
     line, newline, payload = data.partition(b"\n")
     try:
         header = json.loads(line) if newline else None
@@ -104,7 +106,7 @@ def decode_entry(data: bytes) -> torch.Tensor:
     size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
     if len(payload) != size:
         raise CorruptEntry(f"{len(payload)} payload bytes, expected {size} (truncated?)")
-    if hashlib.sha256(payload).hexdigest() != expected:
+    if verify and hashlib.sha256(payload).hexdigest() != expected:
         raise CorruptEntry("checksum mismatch")
     flat = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
     return flat.view(dtype).reshape(shape)
@@ -145,6 +147,9 @@ class EmbeddingCache:
         self.dtype = dtype
         self.stats = CacheStats()
         self._memory: dict[str, torch.Tensor] = {}
+        # keys whose entry this process has read whole: later reads check the header and size, not the SHA-256 (the
+        # hash of a 2 MiB entry is two thirds of a read, and every epoch reads every entry)
+        self._verified: set[str] = set()
         # encoder -> {autocast dtype: fingerprint}; weak keys: an encoder that is gone can never lend its slot
         self._fingerprints: weakref.WeakKeyDictionary[nn.Module, dict[str, str]] = weakref.WeakKeyDictionary()
 
@@ -213,11 +218,13 @@ class EmbeddingCache:
         if data is None:
             return None
         try:
-            return decode_entry(data)
+            embedding = decode_entry(data, verify=key not in self._verified)
         except CorruptEntry as error:
             self.stats.corrupt += 1
             log.warning("embedding cache: %s is corrupt (%s); recomputing it", path, error)
             return None
+        self._verified.add(key)
+        return embedding
 
     def _write(self, key: str, embedding: torch.Tensor) -> None:
         data = encode_entry(embedding)

@@ -236,3 +236,22 @@ def test_cli_info_verify_and_clear(tmp_path):
     for bad in (tmp_path / "missing", weights):
         result = subprocess.run([sys.executable, "-m", "samlit.cache", "info", "--dir", str(bad)], capture_output=True)
         assert result.returncode == 2 and str(bad).encode() in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_an_entry_is_hashed_on_its_first_read_in_a_process_only(tmp_path, monkeypatch):
+    """Every epoch reads every entry: the SHA-256 (two thirds of a read) runs once per entry and process."""
+    import samlit.model.embeddings as embeddings
+
+    cache, encoder, a = EmbeddingCache(mode="disk", root=tmp_path), Encoder(), image(0)
+    get(cache, encoder, a)  # computed and written
+    hashed = []
+    sha256 = embeddings.hashlib.sha256
+    monkeypatch.setattr(embeddings.hashlib, "sha256", lambda data=b"": hashed.append(len(data)) or sha256(data))
+    for _ in range(3):
+        get(cache, encoder, a)
+    payloads = [n for n in hashed if n > 1000]  # (the image digests hash a short header first)
+    assert cache.stats.hits == 3 and encoder.calls == 1 and len(payloads) == 1  # the first read only
+    path = cache.path(cache.key(fingerprint=FINGERPRINT, image=a))
+    path.write_bytes(path.read_bytes()[:1000])  # a truncation is still seen on every read
+    get(cache, encoder, a)
+    assert cache.stats.corrupt == 1 and encoder.calls == 2
