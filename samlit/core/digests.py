@@ -54,7 +54,7 @@ class FileDigests:
         except FileNotFoundError:
             self.known = {}
         except (OSError, ValueError) as error:
-            log.warning("item store: file index %s is unreadable (%s); hashing every file again", self.index, error)
+            log.warning("file digests: index %s is unreadable (%s); hashing every file again", self.index, error)
             self.known = {}
 
     def digest(self, path: Path) -> str:

@@ -61,8 +61,8 @@ class PreparedItem:
 
 
 def item_key(record: str, **frame: Any) -> str:
-    """The store key of one item: ``record`` (the record's identity, see ``ItemStore.record_identity``) and its
-    frame (stamp, crop, margin, view, augmentation...), with ``STORE_VERSION``."""
+    """The store key of one item: ``record`` (the record's identity: its files' content and the source's other
+    inputs, ``StampDataModule._stored``) and its frame (stamp, margin, view, augmentation), with ``STORE_VERSION``."""
     text = json.dumps({"version": STORE_VERSION, "record": record, **frame}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
