@@ -28,7 +28,7 @@ from samlit.data.coco import CocoSource
 from samlit.data.crops import check_crop
 from samlit.data.dataset import EpochSampler, StampDataset, collate_samples, load_frame
 from samlit.data.folder import FolderSource
-from samlit.data.item_store import ItemStore
+from samlit.data.item_store import FILE_INDEX, ItemStore
 from samlit.data.prompts import PromptSampler
 from samlit.data.sam_frame import frame_image
 from samlit.data.sample import StampCensus
@@ -195,7 +195,7 @@ class StampDataModule(L.LightningDataModule):
             return {}
         missing = [f for f in files if f.key not in self._identities]
         if missing:
-            digests = FileDigests(self.store.root / "files.json")
+            digests = FileDigests(self.store.root / FILE_INDEX)
             for record in missing:
                 paths, inputs = self.source.depends_on(record)
                 files_digest = [digests.digest(p) for p in paths]

@@ -29,14 +29,16 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from samlit.core import atomic
+from samlit.core import atomic, fan_out
 from samlit.core.digests import tensor_bytes
 from samlit.core.errors import SamlitError
+from samlit.data.sample import tight_boxes
 
 log = logging.getLogger(__name__)
 
 STORE_VERSION = 1  # bump when what an item holds, or how it is computed, changes
 ENTRY_SUFFIX = ".safetensors"
+FILE_INDEX = "files.json"  # FileDigests' index of the records' files
 READ_FIX = "point paths.cache_dir=... to a readable folder (or use cache=memory)"
 
 
@@ -68,18 +70,11 @@ def item_key(record: str, **frame: Any) -> str:
 
 
 def pack_masks(masks: np.ndarray) -> dict[str, torch.Tensor]:
-    """(N, H, W) bool -> ``windows`` (N, 4) int64 x0, y0, x1, y1 (each mask's bounding window), ``bits`` (B,)
-    uint8 (the windows' pixels, packed, one after the other) and ``offsets`` (N + 1,) int64 into ``bits``."""
-    windows = np.zeros((len(masks), 4), np.int64)
-    chunks = []
-    for i, mask in enumerate(masks):
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if len(rows):
-            windows[i] = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
-            x0, y0, x1, y1 = windows[i]
-            chunks.append(np.packbits(mask[y0:y1, x0:x1]))
-        else:
-            chunks.append(np.zeros(0, np.uint8))
+    """(N, H, W) bool -> ``windows`` (N, 4) int64 x0, y0, x1, y1 (each mask's tight box, ``tight_boxes``; zeros
+    for an empty mask), ``bits`` (B,) uint8 (the windows' pixels, packed, one after the other) and ``offsets``
+    (N + 1,) int64 into ``bits``."""
+    windows = tight_boxes(masks).astype(np.int64)
+    chunks = [np.packbits(mask[y0:y1, x0:x1]) for mask, (x0, y0, x1, y1) in zip(masks, windows, strict=True)]
     offsets = np.cumsum([0, *(len(c) for c in chunks)]).astype(np.int64)
     bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
     return {"windows": torch.from_numpy(windows), "bits": torch.from_numpy(bits), "offsets": torch.from_numpy(offsets)}
@@ -164,7 +159,7 @@ class ItemStore:
         self.root = Path(root).expanduser()
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}{ENTRY_SUFFIX}"
+        return fan_out.entry_path(self.root, key, suffix=ENTRY_SUFFIX)
 
     def get(self, key: str) -> PreparedItem | None:
         path = self.path(key)
@@ -190,23 +185,11 @@ class ItemStore:
 
 def store_size(root: Path) -> tuple[int, int]:
     """(entries, bytes) of the item store under ``root`` (0, 0 when there is none)."""
-    entries = list(Path(root).glob(f"*/*{ENTRY_SUFFIX}")) if Path(root).is_dir() else []
+    entries = fan_out.entries(Path(root), suffix=ENTRY_SUFFIX)
     return len(entries), sum(e.stat().st_size for e in entries)
 
 
 def clear_store(root: Path) -> list[Path]:
     """Delete what the store wrote under ``root`` (entries, their temp files, the file index) and the fan-out folders
     that become empty. Returns what was left because the store did not write it."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    written = [*root.glob(f"*/*{ENTRY_SUFFIX}"), *root.glob(f"*/.*{ENTRY_SUFFIX}.*.tmp"), root / "files.json"]
-    for path in [*written, *root.glob(".files.json.*.tmp")]:
-        path.unlink(missing_ok=True)
-    for fan_out in root.iterdir():
-        if fan_out.is_dir() and len(fan_out.name) == 2 and not any(fan_out.iterdir()):
-            fan_out.rmdir()
-    left = sorted(root.rglob("*"))
-    if not left:
-        root.rmdir()
-    return left
+    return fan_out.remove_written(Path(root), suffix=ENTRY_SUFFIX, also=(FILE_INDEX,))

@@ -35,7 +35,7 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
-from samlit.core import atomic
+from samlit.core import atomic, fan_out
 from samlit.core.digests import image_digest, tensor_bytes
 from samlit.core.errors import SamlitError
 from samlit.model.sam import detect_model_type
@@ -46,7 +46,6 @@ MODES = ("disk", "memory", "none")
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 ENTRY_SUFFIX = ".emb"
 FOLDER_NAME = re.compile(r"[0-9a-f]{16}-(" + "|".join(DTYPES) + ")")  # <fingerprint>-<dtype>
-FAN_OUT = re.compile(r"[0-9a-f]{2}")
 DEFAULT_DIR = Path(os.environ.get("SAMLIT_CACHE", "~/.cache/samlit")).expanduser() / "embeddings"
 
 
@@ -172,7 +171,7 @@ class EmbeddingCache:
     def path(self, key: str) -> Path:
         """Where ``key`` lives on disk (two-character fan-out keeps folders small)."""
         folder, digest = key.split("/")
-        return self.root / folder / digest[:2] / f"{digest}{ENTRY_SUFFIX}"
+        return fan_out.entry_path(self.root / folder, digest, suffix=ENTRY_SUFFIX)
 
     def get(
         self,
@@ -253,7 +252,7 @@ def scan_cache(root: Path, *, verify: bool) -> list[dict[str, object]]:
     """One row per fingerprint folder: entries, bytes, corrupt entries (with ``verify``), meta."""
     rows = []
     for folder in cache_folders(root):
-        entries = list(folder.glob(f"*/*{ENTRY_SUFFIX}"))
+        entries = fan_out.entries(folder, suffix=ENTRY_SUFFIX)
         corrupt = 0
         if verify:
             for entry in entries:
@@ -280,12 +279,4 @@ def scan_cache(root: Path, *, verify: bool) -> list[dict[str, object]]:
 def clear_folder(folder: Path) -> list[Path]:
     """Delete what the cache wrote in a fingerprint folder (entries, their temp files, ``meta.json``) and the
     folders that become empty. Returns what was left because the cache did not write it."""
-    for path in [*folder.glob(f"*/*{ENTRY_SUFFIX}"), *folder.glob(f"*/.*{ENTRY_SUFFIX}.*.tmp"), folder / "meta.json"]:
-        path.unlink(missing_ok=True)
-    for fan_out in folder.iterdir():
-        if fan_out.is_dir() and FAN_OUT.fullmatch(fan_out.name) and not any(fan_out.iterdir()):
-            fan_out.rmdir()
-    left = sorted(folder.rglob("*"))
-    if not left:
-        folder.rmdir()
-    return left
+    return fan_out.remove_written(folder, suffix=ENTRY_SUFFIX, also=("meta.json",))
