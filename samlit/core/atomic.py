@@ -68,6 +68,15 @@ def torch_save(obj: Any, path: Path | str) -> Path:
     return Path(path)
 
 
+def write_entry(path: Path, data: bytes, *, what: str, fix: str) -> None:
+    """``write_bytes`` for a store's entry: an ``OSError`` is one line, ``cannot write the <what> at <path>:
+    <reason>; <fix>``."""
+    try:
+        write_bytes(path, data)
+    except OSError as error:
+        raise SamlitError(f"cannot write the {what} at {path}: {error.strerror or error}; {fix}") from error
+
+
 def read_if_present(path: Path, *, what: str, fix: str) -> bytes | None:
     """The bytes of ``path``, ``None`` when it does not exist; any other ``OSError`` (permissions, a folder where
     the file should be) is one line: ``cannot read the <what> at <path>: <reason>; <fix>``."""

@@ -31,7 +31,6 @@ from safetensors import SafetensorError
 
 from samlit.core import atomic, fan_out
 from samlit.core.digests import tensor_bytes
-from samlit.core.errors import SamlitError
 from samlit.data.sample import tight_boxes
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,7 @@ STORE_VERSION = 1  # bump when what an item holds, or how it is computed, change
 ENTRY_SUFFIX = ".safetensors"
 FILE_INDEX = "files.json"  # FileDigests' index of the records' files
 READ_FIX = "point paths.cache_dir=... to a readable folder (or use cache=memory)"
+WRITE_FIX = "free space or point paths.cache_dir=... to a writable folder (or use cache=memory)"
 
 
 @dataclass
@@ -173,14 +173,7 @@ class ItemStore:
             return None
 
     def put(self, key: str, item: PreparedItem) -> None:
-        path = self.path(key)
-        try:
-            atomic.write_bytes(path, encode_item(item))
-        except OSError as error:
-            raise SamlitError(
-                f"cannot write the item store at {path}: {error.strerror or error}; free space or point "
-                "paths.cache_dir=... to a writable folder (or use cache=memory)"
-            ) from error
+        atomic.write_entry(self.path(key), encode_item(item), what="item store", fix=WRITE_FIX)
 
 
 def store_size(root: Path) -> tuple[int, int]:

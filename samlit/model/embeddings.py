@@ -232,13 +232,8 @@ class EmbeddingCache:
 
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
-        try:
-            atomic.write_bytes(path, data)
-        except OSError as error:
-            raise SamlitError(
-                f"cannot write the embedding cache at {path}: {error.strerror or error}; "
-                "free space or point paths.cache_dir=... to a writable folder (or use cache=memory)"
-            ) from error
+        fix = "free space or point paths.cache_dir=... to a writable folder (or use cache=memory)"
+        atomic.write_entry(path, data, what="embedding cache", fix=fix)
 
 
 def cache_folders(root: Path) -> list[Path]:
