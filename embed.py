@@ -1,18 +1,6 @@
-"""Prebuild the embedding cache: ``python embed.py [the overrides you give train.py]`` (see conf/embed.yaml)."""
+"""``python embed.py``: the old name of ``python prepare.py``, kept as an alias (same config, same overrides)."""
 
-import hydra
-from omegaconf import DictConfig
-
-from samlit.launch.entry import entry
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="embed")
-@entry
-def main(cfg: DictConfig) -> None:
-    from samlit.run.embed import main as embed
-
-    embed(cfg)
-
+from prepare import main
 
 if __name__ == "__main__":
     main()

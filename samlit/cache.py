@@ -1,8 +1,8 @@
-"""``python -m samlit.cache info|clear``: see ``samlit.launch.cache_cli`` (the cache: ``samlit.model.embeddings``)."""
+"""``python -m samlit.cache info|clear``: ``samlit cache`` (``samlit.cli``, then ``samlit.launch.cache_cli``).
 
-import sys
+An entry shim: it stands outside the layers."""
 
-from samlit.launch.cache_cli import cli
+from samlit.cli import run_as_module
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    run_as_module("cache")

@@ -1,8 +1,8 @@
-"""``python -m samlit.export <run dir | .ckpt>``: see ``samlit.run.export``."""
+"""``python -m samlit.export <run dir | .ckpt>``: ``samlit export`` (``samlit.cli``, then ``samlit.run.export``).
 
-import sys
+An entry shim: it stands outside the layers."""
 
-from samlit.run.export import cli
+from samlit.cli import run_as_module
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    run_as_module("export")

@@ -1,8 +1,8 @@
-"""``python -m samlit.sweep <multirun dir>``: see ``samlit.launch.sweep``."""
+"""``python -m samlit.sweep <multirun dir>``: ``samlit sweep`` (``samlit.cli``, then ``samlit.launch.sweep``).
 
-import sys
+An entry shim: it stands outside the layers."""
 
-from samlit.launch.sweep import cli
+from samlit.cli import run_as_module
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    run_as_module("sweep")

@@ -13,7 +13,7 @@ import torch
 from samlit.core import atomic
 
 log = logging.getLogger(__name__)
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes per read when hashing a file (and when streaming a download)
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
@@ -29,7 +29,9 @@ def image_digest(image: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's content, read in ``CHUNK``-byte pieces (weights files are GBs: never whole in memory).
+    The one file hash of samlit: ``FileDigests`` and the weights download (``samlit.model.download``) use it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):

@@ -12,6 +12,9 @@ from PIL import Image
 from samlit.core.atomic import write_bytes
 from samlit.core.errors import SamlitError
 
+# What samlit takes as an image file wherever it lists a folder (predict's image=<folder>, the COCO and image/label
+# folder readers); OpenCV and Pillow both read each of these (BMP has no EXIF: it is read upright).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
 _HAS_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 

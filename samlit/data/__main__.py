@@ -1,8 +1,9 @@
-"""``python -m samlit.data info|export``: an entry point (see ``samlit.launch.data_cli``), outside the layers."""
+"""``python -m samlit.data info|export``: ``samlit data`` (``samlit.cli``, then ``samlit.launch.data_cli``).
 
-import sys
+An entry shim: it stands outside the layers, so it may reach ``launch`` although it sits in ``samlit/data``
+(the ``data`` layer itself never imports a layer above it)."""
 
-from samlit.launch.data_cli import cli
+from samlit.cli import run_as_module
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    run_as_module("data")

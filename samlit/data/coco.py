@@ -102,6 +102,9 @@ class CocoSource:
         path = Path(value).expanduser()
         return base / path if base is not None and not path.is_absolute() else path
 
+    def prepare(self) -> None:
+        """Nothing to make: the files are the user's."""
+
     def find(self) -> list[CocoRecord]:
         if self._records is None:
             if not self.images.is_dir():

@@ -1,7 +1,8 @@
-"""The one LightningDataModule (``StampDataModule``) over any ``Source``: it finds and checks the images, splits
-them and hands out ``StampDataset`` loaders (``samlit.data.dataset``). Thin subclasses only build their source from
-their config keys: StaVer (``data=staver``), generated scans in the StaVer layout (``data=synthetic``), COCO
-instance JSON (``data=coco``) and image/label folders (``data=folder``)."""
+"""The one LightningDataModule (``StampDataModule``) over any ``Source`` (a nested ``data.source`` config node:
+StaVer, generated scans in its layout, COCO instance JSON, image/label folders): it finds and checks the images,
+splits them, names every item's store entry, and hands out ``StampDataset`` loaders that read those entries
+(``samlit.data.dataset``). It never writes the store: the prepare stage (``samlit.run.prepare``) does, over
+``prepare_dataset``."""
 
 from __future__ import annotations
 
@@ -9,33 +10,27 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from samlit.core.digests import FileDigests
 from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
-from samlit.data.ceiling import frame_ceiling
 from samlit.data.checks import BadScan
-from samlit.data.coco import CocoSource
 from samlit.data.crops import check_crop
-from samlit.data.dataset import EpochSampler, StampDataset, collate_samples, load_frame
-from samlit.data.folder import FolderSource
-from samlit.data.item_store import FILE_INDEX, ItemStore
+from samlit.data.dataset import EpochSampler, PrepareDataset, StampDataset, collate_samples
+from samlit.data.items import ItemSpec, make_sample
 from samlit.data.prompts import PromptSampler
 from samlit.data.sam_frame import frame_image
 from samlit.data.sample import StampCensus
 from samlit.data.source import Source
 from samlit.data.splits import split_keys
-from samlit.data.staver import StaverSource
-from samlit.data.synthetic import generate_synthetic_staver
+from samlit.data.store import FILE_INDEX, Store, entry_key
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +51,8 @@ class StampDataModule(L.LightningDataModule):
         augment: training image views. on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad file.
         crop, crop_margin: the frame each instance is seen through: ``none`` = the image, ``box`` = one item per
             instance, cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.crops``).
-        item_store: the folder of prepared items (``samlit.data.item_store``; ``cache=disk`` sets it next to the
-            embeddings): with a warm store the loaders decode no image. ``None``: every item is read from its files.
+        store: where the prepared entries are (the ``cache`` group, ``samlit.data.store.Store``); ``None`` or mode
+            ``none``: every item is made from its files at every fetch and carries its image (the baseline).
         pin_memory: page-locked batches for faster host-to-GPU copies (``None``: when CUDA is available).
         num_workers: loader worker processes (persistent), or ``auto`` (``auto_workers``).
     """
@@ -76,7 +71,7 @@ class StampDataModule(L.LightningDataModule):
         on_bad_file: str = "skip",
         crop: str = "none",
         crop_margin: float = 0.1,
-        item_store: str | Path | None = None,
+        store: Store | None = None,
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
@@ -107,11 +102,14 @@ class StampDataModule(L.LightningDataModule):
         self.stray_files: list[str] = []
         self.census: dict[str, StampCensus] = {}
         self.stamps: dict[str, int] = {}  # instances with ink per image key
-        self.store = ItemStore(root=item_store) if item_store is not None else None
+        self.store = store if store is not None and store.enabled else None
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
-        self._identities: dict[str, str] = {}  # record key -> identity (item store)
+        self.features: str | None = None  # the frozen model's features tag (Store.features_tag), set by the run
+        self.with_embedding = True  # groups carry their embedding (False: the run keeps them on its device)
+        self._identities: dict[str, str] = {}  # record key -> identity (store keys)
 
     def prepare_data(self) -> None:
+        self.source.prepare()  # data=synthetic: generate the scans once
         self.source.find()  # fail fast, with one line, on a missing or wrong root
 
     def setup(self, stage: str | None = None) -> None:
@@ -177,57 +175,118 @@ class StampDataModule(L.LightningDataModule):
             "crop_margin": self.crop_margin if self.crop == "box" else None,
         }
 
-    def dataset(self, split: str, *, train: bool) -> StampDataset:
+    @property
+    def num_views(self) -> int:
+        """Augmentation views of a training item besides the image itself."""
+        return self.augment.views if self.augment is not None else 0
+
+    def items(self, split: str, *, crop: str | None = None) -> list[tuple[int, int | None]]:
+        """(record index, instance index or ``None``) of every item of ``split``: one per image, or per instance
+        with ``crop=box`` (``crop``: another frame than the run's)."""
+        if (crop or self.crop) == "box":
+            return [(i, s) for i, f in enumerate(self.splits[split]) for s in range(self.stamps[f.key])]
+        return [(i, None) for i in range(len(self.splits[split]))]
+
+    def entry_keys(
+        self, split: str, *, train: bool, crop: str | None = None, features: str | None = "run"
+    ) -> list[list[str]]:
+        """Each item's store key per view (``keys[item][view]``; val and test items have view 0 only).
+        ``features``: the features tag the entries hold (default ``"run"``: ``self.features``; ``None``: items
+        prepared without features, e.g. the report's other frame)."""
+        crop = crop or self.crop
+        tag = self.features if features == "run" else features
+        views = 1 + (self.num_views if train else 0)
+        files = self.splits[split]
+        identities = [self.identity(f) for f in files]
+        keys = []
+        for record, instance in self.items(split, crop=crop):
+            frame = {"instance": instance, "margin": self.crop_margin if instance is not None else None}
+            keys.append(
+                [
+                    entry_key(
+                        identities[record],
+                        frame={**frame, "view": v, "augment": self.augment.identity() if v else None},
+                        features=tag,
+                    )
+                    for v in range(views)
+                ]
+            )
+        return keys
+
+    def dataset(
+        self, split: str, *, train: bool, crop: str | None = None, features: str | None = "run"
+    ) -> StampDataset:
+        """The items of ``split``: training items draw a view and jittered prompts; val / test get view 0 and
+        the exact boxes. ``crop``, ``features``: see ``entry_keys``."""
+        crop = crop or self.crop
         return StampDataset(
             self.splits[split],
             read=self.source.read,
+            items=self.items(split, crop=crop),
+            views=self.num_views if train else 0,
+            store=self.store,
+            keys=self.entry_keys(split, train=train, crop=crop, features=features) if self.store else None,
+            with_embedding=self.with_embedding,
             prompts=self.prompts if train else None,
             augment=self.augment if train else None,
+            margin=self.crop_margin,
             seed=self.seed,
-            **self._frame(split),
-            **self._stored(self.splits[split]),
         )
 
-    def _stored(self, files: list[Any]) -> dict[str, Any]:
-        """The item-store keys of a ``StampDataset`` over ``files``: the store and each record's identity (its
-        files' content digests, known by size + mtime, and the source's other inputs)."""
-        if self.store is None:
-            return {}
-        missing = [f for f in files if f.key not in self._identities]
-        if missing:
-            digests = FileDigests(self.store.root / FILE_INDEX)
-            for record in missing:
-                paths, inputs = self.source.depends_on(record)
-                files_digest = [digests.digest(p) for p in paths]
-                text = json.dumps({"key": record.key, "files": files_digest, "inputs": inputs}, default=str)
-                self._identities[record.key] = hashlib.sha256(text.encode()).hexdigest()
-            digests.save()
-        return {"store": self.store, "identities": [self._identities[f.key] for f in files]}
+    def planned(self, *, other_frame: bool = False) -> list[tuple[str, ItemSpec, str, str | None]]:
+        """Every entry the run reads: (split, item, key, features tag) for each training item's views, the val and
+        test items (with features) and, with ``other_frame``, the test items in the other frame (without: the
+        report's frame ceiling reads them)."""
+        plan = []
+        views = [("train", True, self.crop, "run"), ("val", False, self.crop, "run"), ("test", False, self.crop, "run")]
+        if other_frame:
+            views.append(("test", False, "none" if self.crop == "box" else "box", None))
+        for split, train, crop, features in views:
+            keys = self.entry_keys(split, train=train, crop=crop, features=features)
+            tag = self.features if features == "run" else None
+            for (record, instance), per_view in zip(self.items(split, crop=crop), keys, strict=True):
+                plan += [(split, ItemSpec(record, instance, v), key, tag) for v, key in enumerate(per_view)]
+        return plan
 
-    def load_frame(self, source: tuple[str, int | None, int]) -> torch.Tensor:
-        """The frame image (3, h, w) uint8 of an item's ``source`` (record key, stamp, view): read from its files,
-        for an item that came from the store without one (its embedding was missing; figures)."""
-        key, stamp, view = source
+    def prepare_dataset(
+        self, split: str, specs: list[ItemSpec], keys: list[str], *, features: str | None
+    ) -> PrepareDataset:
+        """The prepare stage's dataset over ``specs`` of ``split`` (to be stored as ``keys`` with ``features``)."""
+        return PrepareDataset(
+            self.splits[split],
+            read=self.source.read,
+            specs=specs,
+            keys=keys,
+            features=features,
+            augment=self.augment,
+            margin=self.crop_margin,
+        )
+
+    def identity(self, record: Any) -> str:
+        """A record's identity (the start of its entries' keys): its files' content digests (hashed once, then
+        known by size + mtime, ``FileDigests``) and every other input of the source (``Source.depends_on``)."""
+        if record.key not in self._identities:
+            index = self.store.root / FILE_INDEX if self.store is not None else None
+            digests = FileDigests(index) if index is not None else None
+            paths, inputs = self.source.depends_on(record)
+            files = [digests.digest(p) for p in paths] if digests is not None else [str(p) for p in paths]
+            text = json.dumps({"key": record.key, "files": files, "inputs": inputs}, default=str)
+            self._identities[record.key] = hashlib.sha256(text.encode()).hexdigest()
+            if digests is not None:
+                digests.save()
+        return self._identities[record.key]
+
+    def frame_image(self, source: tuple[str, int | None, int]) -> torch.Tensor:
+        """The frame image (3, h, w) uint8 of an item's ``source`` (image key, instance, view), read from its
+        files: the run layer draws figures on the few it needs."""
+        key, instance, view = source
         record = next(f for files in self.splits.values() for f in files if f.key == key)
-        sample, _ = load_frame(self.source.read, record, stamp, view, augment=self.augment, margin=self.crop_margin)
+        sample, _ = make_sample(
+            self.source.read, record, instance=instance, view=view, augment=self.augment, margin=self.crop_margin
+        )
         return frame_image(sample.image)
 
-    def _frame(self, split: str, *, crop: str | None = None) -> dict[str, Any]:
-        """The crop keys of a ``StampDataset`` over ``split`` (``crop``: another frame than the run's)."""
-        stamps = [self.stamps[f.key] for f in self.splits[split]]
-        return {"crop": crop or self.crop, "crop_margin": self.crop_margin, "stamps": stamps}
-
-    def frame_ceilings(self, split: str = "test") -> dict[str, Any]:
-        """Oracle IoU of ``split`` through the page and through box crops (``samlit.data.ceiling``)."""
-        files = self.splits[split]
-        return {
-            crop: frame_ceiling(
-                StampDataset(files, read=self.source.read, **self._frame(split, crop=crop), **self._stored(files))
-            )
-            for crop in ("none", "box")
-        }
-
-    def _loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
+    def loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
         """Under DDP, Lightning gives the training loader a ``DistributedSampler``; val and test get an unrepeated
         one here (Lightning's default pads ranks with repeated scans, which would count them twice).
 
@@ -267,27 +326,14 @@ class StampDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
         )
 
-    def embedding_dataloader(self) -> DataLoader:
-        """Every image the run will encode: each training scan's views, then the val and test scans."""
-        views = StampDataset(
-            self.splits["train"],
-            read=self.source.read,
-            augment=self.augment,
-            every_view=True,
-            **self._frame("train"),
-            **self._stored(self.splits["train"]),
-        )
-        parts = [views, *(self.dataset(split, train=False) for split in ("val", "test"))]
-        return self._loader(ConcatDataset(parts), shuffle=False)
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("train", train=True), shuffle=True)
+        return self.loader(self.dataset("train", train=True), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val", train=False), shuffle=False)
+        return self.loader(self.dataset("val", train=False), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test", train=False), shuffle=False)
+        return self.loader(self.dataset("test", train=False), shuffle=False)
 
 
 def auto_workers(*, processes: int, most: int = 4) -> int:
@@ -296,67 +342,3 @@ def auto_workers(*, processes: int, most: int = 4) -> int:
     few keep any decoder step fed; more only cost start-up time and memory."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(most, cpus // max(1, processes)))
-
-
-class StaverDataModule(StampDataModule):
-    """``StampDataModule`` over the StaVer layout under ``root`` (``data=staver``): a stamp is a region of the
-    region map with ink inside; ``min_region_area``: region-map components below this many px are noise."""
-
-    def __init__(self, *, root: str | Path | None, min_region_area: int = 16, **kwargs: Any) -> None:
-        if root is None or not str(root).strip():
-            raise SamlitError(
-                "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
-                "ground-truth-pixel/ground-truth-pixel/<id>-px.png and ground-truth-maps/ground-truth-maps/<id>-gt.png"
-            )
-        super().__init__(source=StaverSource(root=root, min_area=min_region_area), **kwargs)
-
-
-class CocoDataModule(StampDataModule):
-    """``StampDataModule`` over a COCO instance JSON (``data=coco``); see ``samlit.data.coco.CocoSource``."""
-
-    def __init__(
-        self,
-        *,
-        images: str | Path,
-        annotations: str | Path | Mapping[str, str | Path],
-        root: str | Path | None = None,
-        categories: list[str] | None = None,
-        box_source: str = "mask",
-        min_region_area: int = 16,
-        **kwargs: Any,
-    ) -> None:
-        source = CocoSource(
-            images=images,
-            annotations=annotations,
-            root=root,
-            categories=categories,
-            box_source=box_source,
-            min_area=min_region_area,
-        )
-        super().__init__(source=source, **kwargs)
-
-
-class FolderDataModule(StampDataModule):
-    """``StampDataModule`` over ``<root>/images`` + ``<root>/masks`` (``data=folder``); see
-    ``samlit.data.folder.FolderSource``."""
-
-    def __init__(
-        self, *, root: str | Path | None, instances: str = "labels", min_region_area: int = 16, **kwargs: Any
-    ) -> None:
-        super().__init__(source=FolderSource(root=root, instances=instances, min_area=min_region_area), **kwargs)
-
-
-class SyntheticStaverDataModule(StaverDataModule):
-    """``StaverDataModule`` over generated scans: ``prepare_data`` writes them once (then reuses them)."""
-
-    def __init__(self, *, num_scans: int = 48, image_size: int = 512, synthetic_seed: int = 0, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.num_scans = num_scans
-        self.image_size = image_size
-        self.synthetic_seed = synthetic_seed
-
-    def prepare_data(self) -> None:
-        generate_synthetic_staver(
-            root=self.root, num_scans=self.num_scans, image_size=self.image_size, seed=self.synthetic_seed
-        )
-        super().prepare_data()

@@ -1,13 +1,15 @@
-"""Items in SAM's frame: one per scan (all its stamps, ``data.crop=none``) or one per stamp seen through a crop
-around its box (``data.crop=box``, ``samlit.data.crops``); the sampler that keys items by epoch; the collate.
+"""Datasets of items in SAM's frame, one per image (all its instances, ``data.crop=none``) or one per instance seen
+through a crop around its box (``data.crop=box``); the sampler that keys items by epoch; the collate.
 
-With an ``ItemStore`` (``cache=disk``) an item is prepared from its files once (``samlit.data.item_store``); after
-that it comes from the store and carries no ``image``, only its ``image_digest``: the model reads its embedding
-from the cache by that digest, and asks for the pixels (``load_frame``) only when the embedding is missing.
+``StampDataset`` reads prepared entries from the store (``samlit.data.store``) and never writes: each group carries
+its frame's ``embedding``, so the embedding is read in the loader's workers and pinned by the loader. Without a
+store (``cache=none``, the baseline) it makes each item from its files (``samlit.data.items.make_item``) and the
+group carries the frame ``image`` instead. ``PrepareDataset`` is what the prepare stage walks through: the items
+whose entries are missing, made from their files.
 
 An item's random choices (augmentation view, box jitter, points) are a function of (seed, epoch, index) alone,
 never of the global RNG, so they do not depend on when or where the item is fetched (prefetching, workers, a
-resumed run).
+resumed run). The keys of a group: ``samlit.core.batch.Group``.
 """
 
 from __future__ import annotations
@@ -15,38 +17,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
-from samlit.core.digests import image_digest
+from samlit.core.batch import Group
 from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
-from samlit.data.crops import CropBox, check_crop, crop_stamp
-from samlit.data.item_store import ItemStore, PreparedItem, item_key, pack_masks, unpack_masks
+from samlit.data.items import ItemSpec, make_item
 from samlit.data.prompts import PromptSampler
-from samlit.data.sam_frame import frame_prompts, frame_targets
-from samlit.data.sample import StampSample, with_ink
-
-Sample = dict[str, Any]
+from samlit.data.sam_frame import frame_prompts
+from samlit.data.sample import StampSample
+from samlit.data.store import PackedMasks, Store
 
 
 class StampDataset(Dataset):
-    """One item per scan (all its stamps: box prompts + instance masks), or per stamp in crop mode, in SAM's
-    frame (``to_sam_frame``).
+    """Items in SAM's frame with their prompts.
 
     Args:
-        files: the images' records (``samlit.data.source``). read: a record -> its ``StampSample`` (the source's).
+        records: the images' records (``samlit.data.source``); read: a record -> its ``StampSample`` (the source's).
+        items: (record index, instance index or ``None`` for the page) per item.
+        views: augmentation views per item besides the image itself; each fetch draws one of ``views + 1``.
+        store: where the prepared entries are (``None``: every item is made from its files).
+        keys: with ``store``, each item's entry key per view (``keys[item][view]``).
+        with_embedding: put each entry's ``embedding`` into its group (``False`` when the run keeps the embeddings
+            on its device: the group then names it by ``image_digest``).
         prompts: how each item's prompts are drawn (default: the exact boxes, no points: val and test).
-        augment: image views (``ImageViews``); each item is one of its ``views + 1`` views, drawn at random.
-        every_view: one item per (scan, view) instead, in order: what the embedding cache build walks through.
+        augment: image views (``ImageViews``), to make items from files. margin: the crop margin (crop mode).
+        every_view: one item per (item, view) instead, in order.
         seed: with the epoch and the index, seeds each item's random choices (view, jitter, points).
-        crop: ``none`` (the page is the frame) or ``box`` (each stamp through its crop; its key is
-            ``<scan key>-s<i>``, its ``crop_box`` where the crop sits on the page; views augment the crop).
-        crop_margin: the crop's margin, a fraction of the box's width / height on each side.
-        stamps: stamps with ink per scan (the datamodule's census), needed to list the crops.
-        store: where prepared items are kept (``None``: every item is read from its files).
-        identities: with ``store``, each record's identity (``ItemStore``'s keys start from it).
 
     An item is asked for by index, or by ``(epoch, index)`` (``EpochSampler``): then its random choices are a
     function of (seed, epoch, index) alone.
@@ -54,44 +52,39 @@ class StampDataset(Dataset):
 
     def __init__(
         self,
-        files: list[Any],
+        records: Sequence[Any],
         *,
         read: Callable[[Any], StampSample],
+        items: Sequence[tuple[int, int | None]],
+        views: int = 0,
+        store: Store | None = None,
+        keys: Sequence[Sequence[str]] | None = None,
+        with_embedding: bool = True,
         prompts: PromptSampler | None = None,
         augment: ImageViews | None = None,
+        margin: float = 0.1,
         every_view: bool = False,
         seed: int = 0,
-        crop: str = "none",
-        crop_margin: float = 0.1,
-        stamps: Sequence[int] | None = None,
-        store: ItemStore | None = None,
-        identities: Sequence[str] | None = None,
     ) -> None:
-        check_crop(crop, crop_margin)
-        if crop == "box" and (stamps is None or len(stamps) != len(files)):
-            raise ValueError("crop=box needs the number of stamps of every scan")
-        if store is not None and (identities is None or len(identities) != len(files)):
-            raise ValueError("an item store needs the identity of every record")
-        self.store = store
-        self.identities = identities
-        self.files = files
-        self.crop_margin = crop_margin
-        self.items: list[tuple[int, int | None]] = (  # (scan index, stamp index; None: the whole page)
-            [(i, s) for i, n in enumerate(stamps) for s in range(n)]
-            if crop == "box"
-            else [(i, None) for i in range(len(files))]
-        )
-        self.prompts = prompts if prompts is not None else PromptSampler()
+        if store is not None and (keys is None or len(keys) != len(items)):
+            raise ValueError("a store needs the entry keys of every item")
+        self.records = records
         self.read = read
+        self.items = list(items)
+        self.num_views = 1 + views
+        self.store = store
+        self.keys = keys
+        self.with_embedding = with_embedding
+        self.prompts = prompts if prompts is not None else PromptSampler()
         self.augment = augment
-        self.num_views = 1 + (augment.views if augment is not None else 0)
+        self.margin = margin
         self.every_view = every_view
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.items) * (self.num_views if self.every_view else 1)
 
-    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+    def __getitem__(self, index: int | tuple[int, int]) -> Group:
         generator = None
         if isinstance(index, tuple):
             epoch, index = index
@@ -100,76 +93,71 @@ class StampDataset(Dataset):
             index, view = divmod(index, self.num_views)
         else:
             view = int(torch.randint(self.num_views, (), generator=generator)) if self.num_views > 1 else 0
-        scan, stamp = self.items[index]
-        item, image = self.prepared(scan, stamp, view)
+        record, instance = self.items[index]
+        image = None
+        if self.store is not None:
+            what = f"item {self.records[record].key} (instance {instance}, view {view})"
+            item = self.store.get(self.keys[index][view], what=what)
+        else:
+            item, image = make_item(
+                self.read, self.records[record], instance=instance, view=view, augment=self.augment, margin=self.margin
+            )
         boxes, points = self.prompts(item.masks, item.boxes, generator=generator)
-        group = {
+        group: Group = {
             "key": item.key,
+            "source": (self.records[record].key, instance, view),
+            "view": view,
             "image_digest": item.image_digest,
-            "masks": torch.from_numpy(np.ascontiguousarray(item.masks)),
+            "masks": item.masks,  # packed: the collate unpacks them once, in the main process
             "low_res_targets": item.low_res_targets,
             "original_size": item.original_size,
             "input_size": item.input_size,
             **frame_prompts(boxes, points, original_size=item.original_size),
-            "view": view,
-            "source": (self.files[scan].key, stamp, view),
         }
         if image is not None:
             group["image"] = image
+        if self.with_embedding and "embedding" in item.features:
+            group["embedding"] = item.features["embedding"]
         if item.crop_box is not None:
             group["crop_box"] = item.crop_box
         return group
 
-    def prepared(self, scan: int, stamp: int | None, view: int) -> tuple[PreparedItem, torch.Tensor | None]:
-        """Item (``scan``, ``stamp``, ``view``) without its prompts, and its frame image (3, h, w) uint8 when it was
-        read from its files (``None`` when it came from the store)."""
-        key = None
-        if self.store is not None:
-            key = item_key(
-                self.identities[scan],
-                stamp=stamp,
-                crop_margin=self.crop_margin if stamp is not None else None,
-                view=view,
-                augment=self.augment.identity() if view else None,
-            )
-            stored = self.store.get(key)
-            if stored is not None:
-                return stored, None
-        record = self.files[scan]
-        sample, window = load_frame(self.read, record, stamp, view, augment=self.augment, margin=self.crop_margin)
-        frame = frame_targets(sample)
-        item = PreparedItem(
-            key=frame["key"],
-            image_digest=image_digest(frame["image"]),
-            boxes=sample.boxes,
-            masks=sample.masks,
-            low_res_targets=frame["low_res_targets"],
-            original_size=frame["original_size"],
-            input_size=frame["input_size"],
-            crop_box=window,
+
+class PrepareDataset(Dataset):
+    """The items the prepare stage still has to make: ``specs[i]`` made from its files, to be stored as ``keys[i]``
+    with the frozen model's features ``features`` (a ``Store.features_tag``; ``None``: without features).
+
+    Returns ``{"key": entry key, "item": PreparedItem, "image": (3, h, w) uint8, "features": features}``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Any],
+        *,
+        read: Callable[[Any], StampSample],
+        specs: Sequence[ItemSpec],
+        keys: Sequence[str],
+        features: str | None = None,
+        augment: ImageViews | None = None,
+        margin: float = 0.1,
+    ) -> None:
+        self.records, self.read, self.specs, self.keys = records, read, list(specs), list(keys)
+        self.features, self.augment, self.margin = features, augment, margin
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        spec = self.specs[index]
+        item, image = make_item(
+            self.read,
+            self.records[spec.record],
+            instance=spec.instance,
+            view=spec.view,
+            augment=self.augment,
+            margin=self.margin,
         )
-        if key is not None:
-            self.store.put(key, item)
-        return item, frame["image"]
-
-
-def load_frame(
-    read: Callable[[Any], StampSample],
-    record: Any,
-    stamp: int | None,
-    view: int,
-    *,
-    augment: ImageViews | None,
-    margin: float,
-) -> tuple[StampSample, CropBox | None]:
-    """Read ``record`` and make one item's sample from it: the page (``stamp`` None) or stamp ``stamp``'s crop, in
-    augmentation view ``view``, stamps without ink dropped; and where the crop sits on the page."""
-    sample = read(record)
-    if stamp is None:
-        sample = augment(sample, view=view) if view else sample
-        return with_ink(sample), None
-    sample, window = crop_stamp(with_ink(sample), stamp, margin=margin)
-    return (with_ink(augment(sample, view=view)) if view else sample), window
+        return {"key": self.keys[index], "item": item, "image": image, "features": self.features}
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -185,46 +173,45 @@ class EpochSampler(DistributedSampler):
         return ((epoch, index) for index in super().__iter__())
 
 
-def collate_samples(batch: list[Sample]) -> list[Sample]:
-    """Keep a batch as a list of per-image groups: images differ in size and stamp count.
+def collate_samples(batch: list[Group]) -> list[Group]:
+    """Keep a batch as a list of per-item groups: items differ in size and instance count.
 
     In a loader worker the batch is handed to the main process in-band (``InBandBatch``): torch moves each tensor
     a worker returns through its own shared-memory segment, ~0.5 ms per tensor, more than a stored item takes to
-    read; pickled as NumPy arrays, the same bytes cost a copy.
+    read; pickled as NumPy arrays, the same bytes cost a copy. Packed masks are unpacked on arrival (in-process:
+    here).
     """
-    return InBandBatch(batch) if get_worker_info() is not None else batch
+    return InBandBatch(batch) if get_worker_info() is not None else [unpacked(group) for group in batch]
+
+
+def unpacked(group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` with its ``PackedMasks`` as (N, H, W) bool tensors."""
+    for key, value in group.items():
+        if isinstance(value, PackedMasks):
+            group[key] = torch.from_numpy(value.unpack())
+    return group
 
 
 class InBandBatch(list):
-    """A worker's batch whose tensors are pickled by value (as NumPy arrays; instance masks (N, H, W) bool as the
-    packed bits of their windows, ``pack_masks``: a page's masks are megabytes of mostly zeros). It arrives as a
+    """A worker's batch whose tensors are pickled by value (as NumPy arrays; masks stay packed). It arrives as a
     plain list of groups with tensors again."""
 
-    def __reduce__(self) -> tuple[Callable[..., list[Sample]], tuple[list[tuple[Sample, dict[str, str]]]]]:
+    def __reduce__(self) -> tuple[Callable[..., list[Group]], tuple[list[tuple[dict[str, Any], list[str]]]]]:
         groups = []
         for group in self:
-            packed, kinds = dict(group), {}
-            for key, value in group.items():
-                if not isinstance(value, torch.Tensor) or value.dtype == torch.bfloat16:
-                    continue
-                if value.dtype == torch.bool and value.ndim == 3:
-                    packed[key], kinds[key] = (value.shape[1:], pack_masks(value.numpy())), "masks"
-                else:
-                    packed[key], kinds[key] = value.numpy(), "array"
-            groups.append((packed, kinds))
+            if isinstance(group, dict):
+                arrays = [k for k, v in group.items() if isinstance(v, torch.Tensor) and v.dtype != torch.bfloat16]
+                groups.append(({**group, **{k: group[k].numpy() for k in arrays}}, arrays))
+            else:
+                groups.append((group, []))
         return rebuild_groups, (groups,)
 
 
-def rebuild_groups(groups: list[tuple[Sample, dict[str, str]]]) -> list[Sample]:
-    """``InBandBatch``'s other end: each group with its tensors back."""
+def rebuild_groups(groups: list[tuple[dict[str, Any], list[str]]]) -> list[Group]:
+    """``InBandBatch``'s other end: each group with its tensors back and its masks unpacked."""
     out = []
-    for group, kinds in groups:
-        for key, kind in kinds.items():
-            if kind == "masks":
-                size, packed = group[key]
-                parts = (packed[k].numpy() for k in ("windows", "bits", "offsets"))
-                group[key] = torch.from_numpy(unpack_masks(*parts, size=tuple(size)))
-            else:
-                group[key] = torch.from_numpy(group[key])
+    for group, arrays in groups:
+        if isinstance(group, dict):
+            group = unpacked({**group, **{k: torch.from_numpy(group[k]) for k in arrays}})
         out.append(group)
     return out

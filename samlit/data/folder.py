@@ -20,10 +20,9 @@ import numpy as np
 from PIL import Image
 
 from samlit.core.errors import SamlitError
-from samlit.core.images import read_rgb
+from samlit.core.images import IMAGE_SUFFIXES, read_rgb
 from samlit.data.checks import BadScan
 from samlit.data.instances import (
-    IMAGE_SUFFIXES,
     image_problem,
     instance_census,
     instance_sample,
@@ -70,6 +69,9 @@ class FolderSource:
     @property
     def masks(self) -> Path:
         return self.root / "masks"
+
+    def prepare(self) -> None:
+        """Nothing to make: the files are the user's."""
 
     def find(self) -> list[FolderRecord]:
         for folder in (self.root, self.images, self.masks):

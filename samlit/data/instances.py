@@ -11,13 +11,12 @@ import numpy as np
 from PIL import Image
 
 from samlit.core.errors import SamlitError
-from samlit.core.images import exif_orientation
+from samlit.core.images import IMAGE_SUFFIXES, exif_orientation
 from samlit.data.checks import POLICIES, BadScan, image_size
 from samlit.data.sample import StampCensus, StampSample, canonical_order, tight_boxes
 
 log = logging.getLogger(__name__)
 SHOWN = 5  # bad inputs warned one by one; the rest are counted in one line (all of them are in metrics.json)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def report_problems(problems: list[BadScan], *, on_bad_file: str) -> None:
@@ -67,7 +66,7 @@ def instance_census(areas: list[int], *, min_area: int) -> StampCensus:
 
 def warn_orientation(paths: Iterable[Path]) -> int:
     """Say once how many images carry an EXIF orientation (applied when read, as annotation tools show them)."""
-    turned = [p for p in paths if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff") and _turned(p)]
+    turned = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and _turned(p)]
     if turned:
         log.warning(
             "%d images carry an EXIF orientation (e.g. %s): applied when read, as annotation tools show them",

@@ -47,14 +47,15 @@ class PromptSampler:
     ) -> tuple[np.ndarray, Points | None]:
         """Prompts for one image: boxes (N, 4) float32 xyxy pixels and optional points (see ``sample_points``).
 
-        ``masks`` (N, H, W) bool; randomness from ``generator`` (default: torch's global RNG).
+        ``masks`` (N, H, W) bool, or anything with that ``shape`` that ``np.asarray`` turns into it (``PackedMasks``:
+        unpacked only when points are drawn); randomness from ``generator`` (default: torch's global RNG).
         """
-        boxes = jitter_boxes(boxes, fraction=self.box_jitter, image_size=masks.shape[1:], generator=generator)
+        boxes = jitter_boxes(boxes, fraction=self.box_jitter, image_size=tuple(masks.shape[1:]), generator=generator)
         wants_points = self.positive_points + self.negative_points > 0
         if not wants_points or float(torch.rand((), generator=generator)) >= self.points_probability:
             return boxes, None
         points = sample_points(
-            masks, boxes, positive=self.positive_points, negative=self.negative_points, generator=generator
+            np.asarray(masks), boxes, positive=self.positive_points, negative=self.negative_points, generator=generator
         )
         return boxes, points
 

@@ -20,6 +20,9 @@ class Source(Protocol):
     root: Path  # where the data is (for messages and the report)
     min_area: int  # instances (or regions) smaller than this many px are noise
 
+    def prepare(self) -> None:
+        """Make the data when the source makes it (``data=synthetic`` generates its scans once); else nothing."""
+
     def find(self) -> list[Any]:
         """Every record, sorted by key; one-line ``SamlitError`` when the data is not there at all."""
 

@@ -207,8 +207,16 @@ class StaverSource:
     """``Source`` over the StaVer layout under ``root``: records are ``ScanFiles``; a stamp is a region of the
     region map with ink, its box the region's box (a stamp's ink is many strokes)."""
 
-    def __init__(self, *, root: Path | str, min_area: int = MIN_REGION_AREA) -> None:
+    def __init__(self, *, root: Path | str | None, min_area: int = MIN_REGION_AREA) -> None:
+        if root is None or not str(root).strip():
+            raise SamlitError(
+                "data.root is not set: pass data.root=/path/to/staver, the folder that holds scans/scans/<id>.png, "
+                "ground-truth-pixel/ground-truth-pixel/<id>-px.png and ground-truth-maps/ground-truth-maps/<id>-gt.png"
+            )
         self.root, self.min_area = Path(root).expanduser(), min_area
+
+    def prepare(self) -> None:
+        """Nothing to make: the files are the user's."""
 
     def find(self) -> list[ScanFiles]:
         return find_scans(self.root)

@@ -22,7 +22,7 @@ import numpy as np
 from samlit.core.atomic import write_bytes
 from samlit.core.errors import SamlitError
 from samlit.core.images import write_png
-from samlit.data.staver import MIN_REGION_AREA, ScanFiles
+from samlit.data.staver import MIN_REGION_AREA, ScanFiles, StaverSource
 
 GENERATOR_VERSION = 1
 MARKER_NAME = "synthetic.json"  # written last: the data set is complete
@@ -556,3 +556,22 @@ def _write_scan(files: ScanFiles, scan: SyntheticScan) -> None:
     write_png(files.scan, scan.image)
     write_png(files.pixel_gt, np.where(scan.ink, 0, 255).astype(np.uint8))
     write_png(files.region_map, np.where(scan.regions, 0, 255).astype(np.uint8))
+
+
+class SyntheticSource(StaverSource):
+    """``data=synthetic``: a ``StaverSource`` over scans this source generates itself (``prepare``: written once
+    under ``root`` by ``generate_synthetic_staver``, then reused).
+
+    Args:
+        root: where the scans go. num_scans: how many. image_size: a scan's long side, px. seed: what is generated
+        (the split is ``data.seed``'s). min_area: as ``StaverSource``.
+    """
+
+    def __init__(
+        self, *, root: Path | str, num_scans: int = 48, image_size: int = 512, seed: int = 0, min_area: int = 16
+    ) -> None:
+        super().__init__(root=root, min_area=min_area)
+        self.num_scans, self.image_size, self.seed = num_scans, image_size, seed
+
+    def prepare(self) -> None:
+        generate_synthetic_staver(root=self.root, num_scans=self.num_scans, image_size=self.image_size, seed=self.seed)

@@ -10,7 +10,7 @@ def quiet_lightning() -> None:
     """Route Lightning's messages through Hydra's handlers only and drop warnings that are on purpose here."""
     # Frozen encoders stay in eval mode on purpose (see SamFineTuner.train); Lightning warns about it.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
-    # The embedding build (samlit.embed) is a predict loop that returns nothing, on purpose.
+    # The prepare stage (samlit.run.prepare) is a predict loop that returns nothing, on purpose.
     warnings.filterwarnings("ignore", message=r"predict returned None", category=UserWarning)
     # torchdata's StatefulDataLoader (the training loader) calls a deprecated torch API at every epoch.
     warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated", category=UserWarning)

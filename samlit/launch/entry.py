@@ -1,4 +1,4 @@
-"""What every Hydra entry point (train.py, eval.py, embed.py, predict.py) wraps its job in.
+"""What every Hydra entry point (train.py, eval.py, prepare.py, predict.py) wraps its job in.
 
 ``@entry`` gives a job: the configs' resolvers, a quiet console (``samlit.launch.console``), a clean process
 after the job (``samlit.launch.ddp.job_scope``: a sweep runs its jobs in one process), and user errors as one

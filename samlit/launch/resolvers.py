@@ -3,9 +3,6 @@ every entry point has them before Hydra resolves a config).
 
 - ``${samlit.sweep_name:}``: the multirun dir's name in a sweep job (W&B ``group``), else ``null``.
 - ``${samlit.run_name:}``: the job's overrides (``loss=focal,optimizer.lr=0.001``), else the run dir's name.
-- ``${samlit.item_store:${cache.mode},${paths.cache_dir}}``: ``<cache_dir>/items`` with ``cache=disk`` (prepared
-  items live next to the embeddings), else ``null`` (``cache=memory`` writes nothing to disk; ``cache=none``,
-  the baseline, reads every item from its files).
 - ``${samlit.wandb_offline:}``: ``false`` when W&B can reach an account (``WANDB_API_KEY``, a ``wandb login``
   netrc entry) or ``WANDB_MODE`` is set (W&B then follows it); ``true`` otherwise: runs are written to disk
   and ``wandb sync <run dir>/wandb/offline-run-*`` uploads them later.
@@ -42,10 +39,6 @@ def run_name() -> str | None:
     return Path(hydra.runtime.output_dir).name
 
 
-def item_store(mode: str, cache_dir: str) -> str | None:
-    return f"{cache_dir}/items" if mode == "disk" else None
-
-
 def wandb_has_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -63,6 +56,5 @@ for _name, _resolver in {
     "samlit.sweep_name": sweep_name,
     "samlit.run_name": run_name,
     "samlit.wandb_offline": wandb_offline,
-    "samlit.item_store": item_store,
 }.items():
     OmegaConf.register_new_resolver(_name, _resolver, replace=True)

@@ -1,12 +1,13 @@
 """A Hydra callback that checks, before Hydra makes it, that the run dir (or a sweep's dir) can be written.
 
-Hydra would fail with a traceback; this prints one line naming the path and the fix, and exits 2.
+Hydra would fail with a traceback; this prints one line naming the path and the fix, and exits 2. It stays in
+``launch`` because it is Hydra glue (``hydra.callbacks`` in conf/train.yaml); what a run dir holds, and the check
+itself, are ``samlit.run.rundir``.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from samlit.run.rundir import writable_problem
+
 FIX = "pass paths.root_dir=<a writable folder> (runs go to <root>/outputs) or hydra.{key}.dir=<dir>"
 
 
-def writable_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be made and written into, or ``None``."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-        return f"{blocker} is a file" if blocker else error.strerror or str(error)
-    return None
-
-
 def require_writable(path: Path | str, *, what: str, key: str) -> None:
+    """``error: cannot write the <what> <path>: <why>; <fix>`` and exit 2, unless ``path`` can be written."""
     problem = writable_problem(Path(path))
     if problem:
         sys.stderr.write(f"error: cannot write the {what} {path}: {problem}; {FIX.format(key=key)}\n")

@@ -12,18 +12,10 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from samlit.core import atomic
+from samlit.core.digests import CHUNK, file_sha256
 from samlit.core.errors import SamlitError
 
 log = logging.getLogger(__name__)
-CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(*, url: str, dest: Path | str, sha256: str, timeout_s: float = 60.0, progress: bool = True) -> Path:

@@ -89,7 +89,8 @@ def iou_head_loss(iou_pred: torch.Tensor, logits: torch.Tensor, target: torch.Te
 
 
 class SamLoss(nn.Module):
-    """What the module minimises: ``mask(logits, target) + iou_head_weight * iou_head_loss`` (the ``loss`` group).
+    """What the module minimises: ``mask(logits, target) + iou_head_weight * iou_head_loss`` (the ``loss`` group),
+    returned with its named terms, as SAM 2's ``training/loss_fns.py`` and micro-sam's trainer report them.
 
     Args:
         mask: a mask loss above (``loss.mask``).
@@ -101,9 +102,13 @@ class SamLoss(nn.Module):
         self.mask = mask
         self.iou_head_weight = iou_head_weight
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
-        """``logits``, ``target`` (N, H, W); ``iou_pred`` (N,) -> scalar."""
-        loss = self.mask(logits, target)
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``logits``, ``target`` (N, H, W); ``iou_pred`` (N,) -> scalar terms: ``loss`` (what is minimised),
+        ``loss_mask`` (the mask loss) and, when ``iou_head_weight > 0``, ``loss_iou`` (the IoU head's MSE, before
+        its weight). A later term joins with its own ``loss_<name>`` key."""
+        mask = self.mask(logits, target)
+        terms = {"loss": mask, "loss_mask": mask}
         if self.iou_head_weight > 0:
-            loss = loss + self.iou_head_weight * iou_head_loss(iou_pred, logits, target)
-        return loss
+            iou = iou_head_loss(iou_pred, logits, target)
+            terms["loss"], terms["loss_iou"] = mask + self.iou_head_weight * iou, iou
+        return terms

@@ -1,11 +1,11 @@
 """``SamFineTuner``: train SAM's mask decoder on box prompts; image and prompt encoders stay frozen.
 
-A batch is a list of per-image groups (see ``samlit.data.dataset.StampDataset``). Each group's image embedding
-(1, 256, 64, 64) comes from the ``EmbeddingCache`` by the group's ``image_digest`` (the frozen encoder runs once
-per image and augmentation view, across runs with ``cache=disk``); a group from the item store carries no image,
-and its pixels are read (``load_frame``) only when its embedding is missing. The decoder runs once per
-image (SAM's way: one embedding repeated per prompt) or once per step for every prompt of the batch
-(``decoder_batching``); the loss and metrics are the same either way.
+A batch is a list of per-item groups (``samlit.core.batch.Group``). A group's image embedding (1, 256, 64, 64)
+comes with the group (prepared once by ``samlit.run.prepare`` and read by the loader), or from the embeddings
+the run keeps on its device (``resident``, by the group's ``image_digest``), or, with ``cache=none`` (the
+baseline), from the frozen encoder on the group's ``image`` at every step. The module never reads files. The
+decoder runs once per image (SAM's way: one embedding repeated per prompt) or once per step for every prompt of
+the batch (``decoder_batching``); the loss and metrics are the same either way.
 
 Validation and test steps return what they predicted (``Prediction`` rows); callbacks
 (``samlit.run.callbacks``) collect them for the report and the dashboards.
@@ -22,14 +22,12 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torchmetrics import SumMetric
 
+from samlit.core.batch import Group, Prediction, points_of
 from samlit.core.errors import SamlitError
 from samlit.core.rng import rng_state, set_rng_state
-from samlit.model.embeddings import EmbeddingCache
 from samlit.model.metrics import stage_metrics
 from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_image
 
-Group = dict[str, Any]
-Prediction = dict[str, Any]  # key, pred (N, H, W) bool and the group's masks, image, pixel_boxes (CPU tensors)
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
 DECODER_BATCHING = ("auto", "per_image", "batched")
 
@@ -39,15 +37,13 @@ class SamFineTuner(L.LightningModule):
 
     Args:
         sam: a ``segment_anything`` ``Sam`` (see ``samlit.model.sam.build_sam``).
-        loss: ``loss(logits (N, h, w), target (N, h, w), iou_pred (N,)) -> scalar`` (``samlit.model.losses.SamLoss``).
+        loss: ``loss(logits (N, h, w), target (N, h, w), iou_pred (N,)) -> {"loss": scalar, "loss_<term>": scalar,
+            ...}`` (``samlit.model.losses.SamLoss``); ``train/loss`` and each ``train/loss_<term>`` are logged.
         optimizer: partial optimizer, called with the decoder's parameters only.
         scheduler: optional partial LR scheduler, called with the optimizer; stepped per epoch on ``val/iou``.
         loss_frame: ``low`` = loss on the decoder's 256 x 256 logits vs area-pooled targets (fast);
             ``full`` = logits upsampled to the original image (``Sam.postprocess_masks``) vs the full-res masks.
         mask_threshold: logit threshold for binary masks (SAM's is 0.0).
-        embeddings: where image embeddings come from (default: an in-memory ``EmbeddingCache``).
-        load_frame: reads the frame image (3, h, w) uint8 of a group that carries none (an item-store item) from
-            its ``source``; ``samlit.run.setup`` sets the datamodule's ``load_frame``.
         decoder_batching: ``per_image`` (a decoder call per image), ``batched`` (one call per step for all the
             batch's prompts) or ``auto``: batched on CUDA, per image elsewhere (``bench/decoder_step.py`` measures
             both; on a CPU one call per image is faster).
@@ -65,9 +61,7 @@ class SamFineTuner(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         loss_frame: str = "low",
         mask_threshold: float = 0.0,
-        embeddings: EmbeddingCache | None = None,
         decoder_batching: str = "auto",
-        load_frame: Callable[[Any], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if loss_frame not in ("low", "full"):
@@ -76,15 +70,13 @@ class SamFineTuner(L.LightningModule):
             raise SamlitError(
                 f"module.decoder_batching={decoder_batching!r} must be one of {', '.join(DECODER_BATCHING)}"
             )
-        self.save_hyperparameters(
-            ignore=["sam", "loss", "optimizer", "scheduler", "embeddings", "load_frame"], logger=False
-        )
-        self.load_frame = load_frame
+        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler"], logger=False)
         self.sam = sam
         self.loss = loss
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.embeddings = embeddings if embeddings is not None else EmbeddingCache(mode="memory")
+        self.resident: dict[str, torch.Tensor] = {}  # image_digest -> embedding kept on the device (run layer)
+        self.encoder_calls = 0  # frames encoded in steps (cache=none)
         for frozen in (sam.image_encoder, sam.prompt_encoder):
             frozen.requires_grad_(False)
         sam.mask_decoder.requires_grad_(True)
@@ -101,25 +93,19 @@ class SamFineTuner(L.LightningModule):
         return self
 
     def image_embedding(self, group: Group) -> torch.Tensor:
-        """(1, 256, 64, 64) embedding of the group's frame image: from the cache by ``group["image_digest"]`` (or
-        by ``group["image"]`` (3, h, w) uint8), or the encoder once; a group without ``image`` has its pixels read
-        (``load_frame(group["source"])``) only then."""
-
-        @torch.no_grad()
-        def encode() -> torch.Tensor:
-            if "image" in group:
-                return encode_image(self.sam, group["image"])
-            if self.load_frame is None:
-                raise SamlitError(f"{group['key']}: its embedding is not cached and no load_frame reads its image")
-            return encode_image(self.sam, self.load_frame(group["source"]))
-
-        embedding = self.embeddings.get(
-            fingerprint=self.embeddings.fingerprint(self.sam),
-            image=group.get("image"),
-            digest=group.get("image_digest"),
-            compute=encode,
-        )
-        return embedding.to(self.device, non_blocking=True)
+        """(1, 256, 64, 64) float32 embedding of the group's frame on this module's device: the group's own
+        ``embedding`` (prepared), the resident one of its ``image_digest``, or the frozen encoder on its ``image``
+        (``cache=none``)."""
+        if "embedding" in group:
+            return group["embedding"].to(self.device, non_blocking=True).float()
+        resident = self.resident.get(group.get("image_digest"))
+        if resident is not None:
+            return resident.float()
+        if "image" not in group:
+            raise SamlitError(f"{group['key']}: the batch carries neither its embedding nor its image")
+        self.encoder_calls += 1
+        with torch.no_grad():
+            return encode_image(self.sam, group["image"].to(self.device))
 
     def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame), with its point prompts
@@ -162,17 +148,18 @@ class SamFineTuner(L.LightningModule):
         """(N, 256, 256) low-res logits -> (N, H, W) logits at the image's original size."""
         return self.sam.postprocess_masks(logits[:, None], group["input_size"], group["original_size"])[:, 0]
 
-    def model_step(self, batch: list[Group], stage: str) -> tuple[torch.Tensor | None, list[Prediction]]:
-        """Loss over every mask of the batch (mean over masks) and ``stage``'s metric updates.
+    def model_step(self, batch: list[Group], stage: str) -> tuple[dict[str, torch.Tensor] | None, list[Prediction]]:
+        """Loss terms over every mask of the batch (each the mean over masks) and ``stage``'s metric updates.
 
-        Returns the loss (``None`` for a batch without masks) and, outside training, each group's prediction.
+        Returns the terms (``loss`` and each ``loss_<term>``; ``None`` for a batch without masks) and, outside
+        training, each group's prediction.
         """
         metrics = getattr(self, f"{stage}_metrics")
         groups = [g for g in batch if len(g["boxes"]) > 0]
         num_masks = sum(len(g["boxes"]) for g in groups)
         if num_masks == 0:
             return None, []
-        total = torch.zeros((), device=self.device)
+        total: dict[str, torch.Tensor] = {}
         predictions = []
         training = stage == "train"
         for group, (low_res_logits, iou_pred) in zip(groups, self.decode_batch(groups), strict=True):
@@ -181,8 +168,8 @@ class SamFineTuner(L.LightningModule):
                 logits, target = low_res_logits, group["low_res_targets"]
             else:
                 logits, target = full, group["masks"].float()
-            loss = self.loss(logits, target, iou_pred)
-            total = total + loss * len(low_res_logits) / num_masks
+            for name, term in self.loss(logits, target, iou_pred).items():  # each term: mean over the batch's masks
+                total[name] = total.get(name, 0) + term * len(low_res_logits) / num_masks
             if training:  # in the decoder's frame: upsampling every step to full size would double the step
                 pred, truth = low_res_logits.detach() > self.hparams.mask_threshold, group["low_res_targets"] > 0.5
             else:
@@ -194,27 +181,30 @@ class SamFineTuner(L.LightningModule):
         return total, predictions
 
     def training_step(self, batch: list[Group], batch_idx: int) -> torch.Tensor | None:
-        loss, _ = self.model_step(batch, "train")
-        if loss is not None and not torch.isfinite(loss):
+        terms, _ = self.model_step(batch, "train")
+        if terms is None:
+            return None
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
             self._stop_on_non_finite(loss, batch, batch_idx)
-        if loss is not None:
-            self.log(
-                "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True
-            )
-            self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(batch))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True)
+        for name, term in terms.items():
+            if name != "loss":
+                self.log(f"train/{name}", term, on_step=False, on_epoch=True, batch_size=len(batch), sync_dist=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def validation_step(self, batch: list[Group], batch_idx: int) -> list[Prediction]:
-        loss, predictions = self.model_step(batch, "val")
-        if loss is not None:
-            self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True)
+        terms, predictions = self.model_step(batch, "val")
+        if terms is not None:
+            self.log("val/loss", terms["loss"], on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True)
             self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return predictions
 
     def test_step(self, batch: list[Group], batch_idx: int) -> list[Prediction]:
-        loss, predictions = self.model_step(batch, "test")
-        if loss is not None:
-            self.log("test/loss", loss, on_epoch=True, batch_size=len(batch), sync_dist=True)
+        terms, predictions = self.model_step(batch, "test")
+        if terms is not None:
+            self.log("test/loss", terms["loss"], on_epoch=True, batch_size=len(batch), sync_dist=True)
             self.log_dict(self.test_metrics, on_epoch=True, batch_size=len(batch))
             self.log("test/n_masks", self.test_masks, on_epoch=True, batch_size=len(batch))
         return predictions
@@ -257,23 +247,17 @@ class SamFineTuner(L.LightningModule):
                 state[key] = value
 
 
-def points_of(group: Group) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """A group's point prompts (coords (N, P, 2), labels (N, P)), or ``None``."""
-    return (group["point_coords"], group["point_labels"]) if "point_coords" in group else None
-
-
 class NonFiniteLoss(SamlitError):
     """The training loss became NaN or infinite."""
 
 
 def prediction(group: Group, pred: torch.Tensor) -> Prediction:
-    """What a val/test step predicted for one image, with what a figure of it needs (CPU tensors): its frame
-    ``image`` when the group has one, else its ``source`` (figures read the few images they draw)."""
-    drawn = {"image": group["image"]} if "image" in group else {"source": group["source"]}
+    """What a val/test step predicted for one item (CPU tensors), with its ``source``: the run layer reads the frame
+    image of the few it draws."""
     return {
         "key": group["key"],
         "pred": pred.cpu(),
         "masks": group["masks"].cpu(),
         "pixel_boxes": group["pixel_boxes"],
-        **drawn,
+        "source": group["source"],
     }

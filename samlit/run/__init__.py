@@ -1,1 +1,1 @@
-"""What a command does: setup, train, evaluate, embed, predict, export, and the report, figures and dashboards."""
+"""What a command does: setup, prepare, train, evaluate, predict, export, and the report, figures and dashboards."""

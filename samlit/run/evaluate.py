@@ -19,12 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from samlit.core import atomic
+from samlit.core.batch import Prediction
 from samlit.core.images import write_png
-from samlit.model.module import Prediction
-from samlit.run.embed import build_embeddings
-from samlit.run.export import run_frame
 from samlit.run.figures import prediction_panels
-from samlit.run.rundir import claim_run_dir
+from samlit.run.prepare import prepare
+from samlit.run.rundir import claim_run_dir, run_frame
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
 
@@ -57,7 +56,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     claim_run_dir(run_dir, marker="metrics.json")
     use_run_frame(cfg)
     job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst", needs=("test",))
-    build_embeddings(trainer=job.trainer, tuner=job.module, datamodule=job.datamodule)
+    prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule)
     tested = run_test(job.trainer, job.module, job.datamodule)
     figures = worst_case_figures(run_dir / "figures", tested.kept)
     metrics = {

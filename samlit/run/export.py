@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -24,6 +23,7 @@ from segment_anything.modeling import Sam
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.model.sam import build_sam
+from samlit.run import rundir
 from samlit.run.onnx_export import export_onnx, onnx_report, require_onnx
 
 
@@ -110,29 +110,6 @@ def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = T
     return full, decoder
 
 
-def run_frame(*weights: str | None) -> dict[str, Any] | None:
-    """``{"crop", "crop_margin"}`` of the train.py run that wrote the first of ``weights`` that sits in a run dir
-    (``<run>/export/*.pth`` or ``<run>/checkpoints/*.ckpt``), or ``None``."""
-    for path in (Path(str(w)).expanduser() for w in weights if w and w not in ("official", "random")):
-        config = path.parent.parent / "config_resolved.yaml"
-        if path.is_file() and config.is_file():
-            data = OmegaConf.load(config).get("data", {})
-            return {"crop": data.get("crop", "none"), "crop_margin": data.get("crop_margin", 0.1)}
-    return None
-
-
-def run_checkpoint(source: Path) -> tuple[Path, Path]:
-    """``source`` (a run dir or one of its ``.ckpt``) -> (checkpoint, run dir). A run dir gives its best one."""
-    if source.is_file():
-        return source, source.parent.parent  # <run>/checkpoints/<name>.ckpt
-    metrics = source / "metrics.json"
-    best = OmegaConf.load(metrics).get("best_checkpoint") if metrics.is_file() else None
-    for candidate in (Path(best) if best else None, source / "checkpoints" / "last.ckpt"):
-        if candidate is not None and candidate.is_file():
-            return candidate, source
-    raise SamlitError(f"{source} holds no checkpoint (checkpoints/*.ckpt); pass a run dir of train.py or a .ckpt")
-
-
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m samlit.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="a train.py run dir, or a .ckpt of one")
@@ -143,11 +120,11 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         if args.onnx:
             require_onnx()
-        checkpoint, run_dir = run_checkpoint(args.source)
-        config_path = run_dir / "config_resolved.yaml"
-        if not config_path.is_file():
-            raise SamlitError(f"{config_path} not found: {checkpoint} does not sit in a train.py run dir")
-        model = OmegaConf.load(config_path).model
+        checkpoint, run_dir = rundir.run_checkpoint(args.source)
+        config = rundir.config_path(run_dir)
+        if not config.is_file():
+            raise SamlitError(f"{config} not found: {checkpoint} does not sit in a train.py run dir")
+        model = OmegaConf.load(config).model
         weights = args.weights or model.weights
         if weights == "random":
             raise SamlitError(
@@ -160,11 +137,11 @@ def cli(argv: list[str] | None = None) -> int:
             weights_dir=model.get("weights_dir"),
             decoder_weights=str(checkpoint),
         )
-        export_dir = args.out or run_dir / "export"
-        full, decoder = export_run(sam, export_dir, model_type=model.model_type, replace=False)
+        out = args.out or rundir.export_dir(run_dir)
+        full, decoder = export_run(sam, out, model_type=model.model_type, replace=False)
         print(f"{full}\n{decoder}")
         if args.onnx:
-            onnx_path = export_dir / f"sam_{model.model_type}_decoder.onnx"
+            onnx_path = out / f"sam_{model.model_type}_decoder.onnx"
             if onnx_path.exists():
                 raise SamlitError(f"{onnx_path} already exists; it is not overwritten: pass --out <another folder>")
             onnx_path, figures = export_onnx(sam, onnx_path)

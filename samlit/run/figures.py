@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from samlit.core import atomic
+from samlit.core.batch import Prediction
 from samlit.core.images import write_png
 from samlit.core.masks import mask_scores
-from samlit.model.module import Prediction
 
 GT_COLOUR = (0, 170, 0)  # RGB
 PRED_COLOUR = (220, 0, 0)

@@ -4,10 +4,14 @@ export, or official weights + ``model.decoder_weights``).
     python predict.py model=vit_b model.weights=<pth> image=scan.png box=[x0,y0,x1,y1]
     python predict.py ... image=scan.png box=[[x0,y0,x1,y1],[...]]
     python predict.py ... image=<folder> boxes=<boxes.json>        # {"scan.png": [[x0,y0,x1,y1], ...], ...}
+    python predict.py ... data.crop=box data.crop_margin=0.1       # each box through its own crop
+
+The frame (``data.crop``, ``data.crop_margin``, the keys train.py and eval.py take; ``crop=`` / ``crop_margin=``
+also work) defaults to the one of the run that wrote the weights, else the whole image.
 
 Writes ``<stem>_mask_<i>.png`` (255 = stamp, the image's size), ``<stem>_overlay.png`` (image, masks, boxes)
 and ``predictions.json`` into the run dir (or ``output=``). The masks are what ``SamPredictor`` gives for the
-same weights, image and box (``tests/test_predict.py`` checks it).
+same weights, image and box (``tests/run/test_predict.py`` checks it).
 """
 
 from __future__ import annotations
@@ -25,17 +29,17 @@ from segment_anything.modeling import Sam
 
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
-from samlit.core.images import read_rgb, write_png
+from samlit.core.images import IMAGE_SUFFIXES, read_rgb, write_png
 from samlit.data.crops import check_crop, crop_box, paste
 from samlit.data.prompts import clip_boxes
 from samlit.data.sam_frame import to_sam_frame
 from samlit.data.sample import StampSample
 from samlit.model.sam import decode_prompts, encode_image
-from samlit.run.export import run_frame
 from samlit.run.figures import PRED_COLOUR, overlay
+from samlit.run.rundir import run_frame
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+FRAME_KEYS = ("crop", "crop_margin")
 
 
 @torch.no_grad()
@@ -159,11 +163,28 @@ def check_outputs(todo: list[tuple[Path, np.ndarray]], out_dir: Path) -> None:
         )
 
 
+def given_frame(cfg: DictConfig) -> dict[str, Any]:
+    """``data.crop`` / ``data.crop_margin`` as given (``None``: not given). ``crop=`` / ``crop_margin=`` are older
+    spellings of the same keys; both spellings with different values is a one-line SamlitError."""
+    given = {}
+    for key in FRAME_KEYS:
+        documented, alias = OmegaConf.select(cfg, f"data.{key}"), cfg.get(key)
+        if documented is not None and alias is not None and documented != alias:
+            raise SamlitError(
+                f"data.{key}={documented} and {key}={alias} disagree ({key}= is the older spelling of data.{key}=): "
+                f"pass data.{key}= alone"
+            )
+        given[key] = alias if documented is None else documented
+    return given
+
+
 def chosen_frame(cfg: DictConfig) -> dict[str, Any]:
-    """``crop`` / ``crop_margin`` as given, else the setting of the run whose weights these are, else the page."""
+    """``data.crop`` / ``data.crop_margin`` as given, else the setting of the run whose weights these are, else the
+    page (margin 0.1)."""
+    given = given_frame(cfg)
     run = run_frame(cfg.model.get("decoder_weights"), cfg.model.get("weights")) or {}
-    crop = cfg.crop if cfg.crop is not None else run.get("crop", "none")
-    margin = cfg.crop_margin if cfg.crop_margin is not None else run.get("crop_margin", 0.1)
+    crop = given["crop"] if given["crop"] is not None else run.get("crop", "none")
+    margin = given["crop_margin"] if given["crop_margin"] is not None else run.get("crop_margin", 0.1)
     check_crop(crop, margin)
     return {"crop": crop, "crop_margin": margin}
 

@@ -1,10 +1,44 @@
-"""A run dir belongs to one run: a command never writes over another run's results in it."""
+"""A run dir: what a train.py run leaves in it, where, and that it belongs to one run.
+
+    <run>/config_resolved.yaml      the run's whole config, resolved (its frame: data.crop, data.crop_margin)
+    <run>/checkpoints/<name>.ckpt   last.ckpt and the best one (named in metrics.json -> best_checkpoint)
+    <run>/export/                   sam_<model>_finetuned.pth, sam_<model>_decoder.pth (samlit.run.export)
+    <run>/metrics.json              the report's numbers (also what eval.py writes into its own run dir)
+
+Every command that reads a run (export, eval, predict) finds these files here. The Hydra callback that checks a
+run dir can be written before Hydra makes it is ``samlit.launch.rundir.RunDirCheck``.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
 
 from samlit.core.errors import SamlitError
+
+CONFIG = "config_resolved.yaml"
+CHECKPOINTS = "checkpoints"
+EXPORT = "export"
+METRICS = "metrics.json"
+NOT_FILES = ("official", "random")  # model.weights values that name no file
+
+
+def config_path(run_dir: Path) -> Path:
+    """The run's resolved config."""
+    return run_dir / CONFIG
+
+
+def export_dir(run_dir: Path) -> Path:
+    """Where the run's exports go."""
+    return run_dir / EXPORT
+
+
+def run_of(path: Path) -> Path:
+    """The run dir that ``path`` (a file of ``<run>/export`` or ``<run>/checkpoints``) sits in."""
+    return path.parent.parent
 
 
 def claim_run_dir(run_dir: Path, *, marker: str, resume: str | None = None) -> None:
@@ -17,5 +51,40 @@ def claim_run_dir(run_dir: Path, *, marker: str, resume: str | None = None) -> N
         return
     raise SamlitError(
         f"hydra.run.dir={run_dir} already holds another run ({run_dir / marker}); pick a new dir (or leave "
-        f"hydra.run.dir unset), or resume that run with ckpt_path={run_dir}/checkpoints/last.ckpt"
+        f"hydra.run.dir unset), or resume that run with ckpt_path={run_dir}/{CHECKPOINTS}/last.ckpt"
     )
+
+
+def writable_problem(path: Path) -> str | None:
+    """Why ``path`` (a run dir, a sweep's dir) cannot be made and written into, or ``None``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        return f"{blocker} is a file" if blocker else error.strerror or str(error)
+    return None
+
+
+def run_frame(*weights: str | None) -> dict[str, Any] | None:
+    """``{"crop", "crop_margin"}`` of the train.py run that wrote the first of ``weights`` that sits in a run dir
+    (``<run>/export/*.pth`` or ``<run>/checkpoints/*.ckpt``), or ``None``."""
+    for path in (Path(str(w)).expanduser() for w in weights if w and w not in NOT_FILES):
+        config = config_path(run_of(path))
+        if path.is_file() and config.is_file():
+            data = OmegaConf.load(config).get("data", {})
+            return {"crop": data.get("crop", "none"), "crop_margin": data.get("crop_margin", 0.1)}
+    return None
+
+
+def run_checkpoint(source: Path) -> tuple[Path, Path]:
+    """``source`` (a run dir or one of its ``.ckpt``) -> (checkpoint, run dir). A run dir gives its best one."""
+    if source.is_file():
+        return source, run_of(source)
+    metrics = source / METRICS
+    best = OmegaConf.load(metrics).get("best_checkpoint") if metrics.is_file() else None
+    for candidate in (Path(best) if best else None, source / CHECKPOINTS / "last.ckpt"):
+        if candidate is not None and candidate.is_file():
+            return candidate, source
+    raise SamlitError(f"{source} holds no checkpoint ({CHECKPOINTS}/*.ckpt); pass a run dir of train.py or a .ckpt")

@@ -1,10 +1,11 @@
 """From a composed config to the objects of a job: ``setup(cfg)`` builds the datamodule, the module, the
-loggers and the trainer (with its callbacks) the same way for train, eval and embed."""
+loggers and the trainer (with its callbacks) the same way for train, eval and prepare."""
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,10 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from samlit.core.errors import SamlitError
-from samlit.data.datamodule import StaverDataModule
+from samlit.data.datamodule import StampDataModule
 from samlit.model.module import SamFineTuner
 from samlit.run.callbacks import MetricHistory
 from samlit.run.testing import TestPredictions
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class Job:
     """What a job runs on."""
 
-    datamodule: StaverDataModule
+    datamodule: StampDataModule
     module: SamFineTuner
     trainer: L.Trainer
     loggers: list[Logger]
@@ -51,12 +52,12 @@ def setup(
     in ``needs`` must hold a scan."""
     check_values(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()  # generate synthetic scans / validate the layout before building anything big
     datamodule.setup("fit")
     datamodule.require_splits(*needs)
     log.info("data: %s", datamodule.summary())
-    module = instantiate(cfg.module, load_frame=datamodule.load_frame)
+    module = instantiate(cfg.module)
     history = MetricHistory(also=(cfg.optimized_metric,) if cfg.get("optimized_metric") else ())
     loggers = instantiate_group(cfg.get("logger")) if with_loggers else []
     callbacks = [*instantiate_group(cfg.get("callbacks")), history, TestPredictions(keep=keep, order=order)]
@@ -64,6 +65,19 @@ def setup(
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **epoch_fit(cfg, datamodule))
     return Job(datamodule=datamodule, module=module, trainer=trainer, loggers=loggers, history=history)
+
+
+SHORTCUT = re.compile(r"\$\{data\.(\w+)\}")
+
+
+def build_datamodule(data: DictConfig) -> StampDataModule:
+    """Instantiate the ``data`` node: the datamodule with its ``source`` node. A top-level key that the source
+    node reads whole (``root: ${data.root}``) is a command-line shortcut (``data.root=...``, as every README command
+    types it): it reaches the source through that interpolation and is not passed to the datamodule."""
+    source = OmegaConf.to_container(data.source, resolve=False)
+    shortcuts = {m.group(1) for v in source.values() if isinstance(v, str) and (m := SHORTCUT.fullmatch(v.strip()))}
+    node = OmegaConf.to_container(data, resolve=True)
+    return instantiate({k: v for k, v in node.items() if k not in shortcuts})
 
 
 def epoch_fit(cfg: DictConfig, datamodule: Any) -> dict[str, int]:

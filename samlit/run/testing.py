@@ -1,6 +1,6 @@
 """A test pass and what it yields: the logged metrics, a row per test image (IoU, Dice) and the predictions
-of a few images for figures, collected by a callback from what ``test_step`` returns (only the few drawn images
-are read again, when their items came from the item store)."""
+of a few images for figures, collected by a callback from what ``test_step`` returns. The few images a figure
+draws are read here, in the run layer (``with_images``), never by the model."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import lightning as L
 
+from samlit.core.batch import Prediction
 from samlit.core.distributed import gather_by_key
 from samlit.core.errors import SamlitError
 from samlit.model.metrics import scan_row
-from samlit.model.module import Prediction
 
 ORDERS = ("first", "worst")
 
@@ -79,6 +79,6 @@ def run_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, **t
 
 
 def with_images(predictions: list[Prediction], datamodule: Any) -> list[Prediction]:
-    """Predictions with their frame ``image`` (figures draw on it): read from its files for an item that came
-    from the item store without one (a few images, once per test pass)."""
-    return [p if "image" in p else {**p, "image": datamodule.load_frame(p["source"])} for p in predictions]
+    """Predictions with their frame ``image`` (3, h, w) uint8 (figures draw on it), read from the item's files by
+    its ``source`` (``StampDataModule.frame_image``: a few images, once per test pass)."""
+    return [p if "image" in p else {**p, "image": datamodule.frame_image(p["source"])} for p in predictions]

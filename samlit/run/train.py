@@ -1,8 +1,8 @@
 """``python train.py``: zero-shot test -> fine-tune the mask decoder -> test the best checkpoint -> export
 -> report. The Hydra entry point only calls ``main(cfg)``.
 
-Under DDP (``trainer=ddp``) every rank runs this function (``samlit.launch.ddp``): all ranks build their share
-of the embedding cache, test, train and test again together; rank 0 alone writes files (config, export,
+Under DDP (``trainer=ddp``) every rank runs this function (``samlit.launch.ddp``): all ranks prepare their share
+of the store, test, train and test again together; rank 0 alone writes files (config, export,
 figures, metrics.json, report) and the dashboards' images and tables.
 """
 
@@ -29,8 +29,9 @@ from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.run import dashboard, figures, report
 from samlit.run.callbacks import InterruptCheckpoint
-from samlit.run.embed import build_embeddings
+from samlit.run.ceiling import frame_ceilings
 from samlit.run.export import export_run
+from samlit.run.prepare import PrepareStats, prepare
 from samlit.run.rundir import claim_run_dir
 from samlit.run.setup import Job, group_choice, setup
 from samlit.run.testing import TestResult, run_test
@@ -61,7 +62,7 @@ def main(cfg: DictConfig) -> float:
     for logger in job.loggers:
         logger.log_hyperparams(resolved)  # the full resolved config (rank 0 only: Lightning's loggers say so)
 
-    build_embeddings(trainer=trainer, tuner=module, datamodule=job.datamodule)
+    prepared = prepare(trainer=trainer, module=module, datamodule=job.datamodule, other_frame=True)
     log.info("zero-shot test")
     zero_shot = run_test(trainer, module, job.datamodule)
     fine_tune(job, ckpt_path=cfg.get("ckpt_path"), run_dir=run_dir)
@@ -82,6 +83,7 @@ def main(cfg: DictConfig) -> float:
             fine_tuned=fine_tuned,
             best_path=best_path,
             best_score=best_score,
+            prepared=prepared,
             start=start,
         )
     return objective
@@ -173,6 +175,7 @@ def write_outputs(
     fine_tuned: TestResult,
     best_path: str,
     best_score: float | None,
+    prepared: PrepareStats,
     start: float,
 ) -> None:
     """Rank 0: the export, figures, ``metrics.json``, ``report.md``, the dashboards' tables and images."""
@@ -197,10 +200,14 @@ def write_outputs(
         frame={
             "crop": job.datamodule.crop,
             "crop_margin": job.datamodule.crop_margin,
-            "ceiling": job.datamodule.frame_ceilings("test"),
+            "ceiling": frame_ceilings(job.datamodule, "test"),
         },
         data=job.datamodule.summary(),
-        embedding_cache={"mode": module.embeddings.mode, **asdict(module.embeddings.stats)},
+        store={
+            "mode": job.datamodule.store.mode if job.datamodule.store else "none",
+            **asdict(prepared),
+            "encoded_in_steps": module.encoder_calls,
+        },
         wall_time_s=round(time.perf_counter() - start, 1),
         world_size=trainer.world_size,
         per_scan=per_scan,
@@ -222,5 +229,5 @@ def write_outputs(
         step=trainer.global_step,
     )
     dashboard.close(job.loggers)
-    log.info("embedding cache: %s", module.embeddings.stats.line())
+    log.info("store: %s", prepared.line())
     report.print_summary(metrics, run_dir=run_dir)

@@ -1,4 +1,5 @@
-"""The frame ceiling: the best IoU *any* decoder could reach through a frame, measured on the data.
+"""The frame ceiling: the best IoU *any* decoder could reach through a frame, measured on the data where the report
+is made (``frame_ceilings``: the test split through the page and through box crops, read from the store).
 
 The oracle's logits are the true masks area-pooled into the decoder's 256 x 256 frame (``low_res_targets``);
 they are upsampled to the image exactly as ``Sam.postprocess_masks`` upsamples the decoder's logits and
@@ -43,7 +44,7 @@ def frame_ceiling(items: Iterable[dict[str, Any]], *, thresholds: tuple[float, .
         up = upsample_low_res(
             group["low_res_targets"], input_size=group["input_size"], original_size=group["original_size"]
         )
-        truth = group["masks"]
+        truth = torch.from_numpy(np.asarray(group["masks"], dtype=bool))  # a dataset's item: packed masks
         for i, cut in enumerate(cuts):
             totals[i] += mask_scores(up > cut, truth)[0].double().sum()
         masks += len(truth)
@@ -51,3 +52,14 @@ def frame_ceiling(items: Iterable[dict[str, Any]], *, thresholds: tuple[float, .
         return {"iou": None, "threshold": None, "n_masks": 0}
     best = int(torch.argmax(totals))
     return {"iou": round(float(totals[best]) / masks, 4), "threshold": round(thresholds[best], 2), "n_masks": masks}
+
+
+def frame_ceilings(datamodule: Any, split: str = "test") -> dict[str, Any]:
+    """Oracle IoU of ``split`` through the page (``none``) and through box crops (``box``): the run's own frame is
+    read with its features, the other frame's items were prepared without (``prepare(other_frame=True)``)."""
+    return {
+        crop: frame_ceiling(
+            datamodule.dataset(split, train=False, crop=crop, features="run" if crop == datamodule.crop else None)
+        )
+        for crop in ("none", "box")
+    }
