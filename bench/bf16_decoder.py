@@ -13,20 +13,19 @@ bf16 - fp32 difference and the spread (standard deviation) of the fp32 IoU acros
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from harness import bare_trainer
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from samlit.launch import resolvers  # noqa: F401  (the configs' resolvers)
 from samlit.launch.console import quiet_lightning
-from samlit.run.embed import build_embeddings
+from samlit.run.prepare import prepare
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
 
@@ -56,18 +55,12 @@ def fine_tuned_iou(overrides: list[str], *, seed: int, precision: str, root: Pat
         cfg.paths.output_dir = str(root / f"run-{seed}-{precision}")
         del cfg["hydra"]
     job = setup(cfg, with_loggers=False)
-    cache = job.module.embeddings
-    if precision == "32-true":  # first for each seed: fills the cache in fp32
-        build_embeddings(trainer=job.trainer, tuner=job.module, datamodule=job.datamodule)
-    else:  # the same fp32 embeddings, filed under the bf16-autocast fingerprint
-        fp32 = cache.root / f"{cache.fingerprint(job.module.sam)}-{cache.dtype}"
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16 = cache.root / f"{cache.fingerprint(job.module.sam)}-{cache.dtype}"
-        shutil.copytree(fp32, bf16, dirs_exist_ok=True)
+    # the same fp32 embeddings serve both precisions: prepared under a 32-true trainer (a warm store for the second)
+    prepare(trainer=bare_trainer(), module=job.module, datamodule=job.datamodule, other_frame=False)
     job.trainer.fit(job.module, datamodule=job.datamodule)
     iou = run_test(job.trainer, job.module, job.datamodule).metrics["iou"]
-    if precision != "32-true" and cache.stats.misses:
-        raise SystemExit(f"{cache.stats.misses} embeddings were computed under {precision}: the copy missed")
+    if job.module.encoder_calls:
+        raise SystemExit(f"{job.module.encoder_calls} frames were encoded in steps under {precision}")
     return iou
 
 

@@ -1,6 +1,6 @@
 """Headline: one training epoch with the encoder run at every step (``cache=none``, the seed tutorial's way:
-each item read from its files) vs the same epoch reading a warm disk cache (``cache=disk``: embeddings and
-prepared items, no image decoded). Same process, same model, same scans, same step code.
+each item read from its files) vs the same epoch reading a prepared store (``cache=disk``: each item with its
+embedding, no image decoded). Same process, same model, same scans, same step code.
 
     python bench/cache_speedup.py [--model vit_b] [--scans 4] [--size 1024] [--repeats 1] [--stamps K]
 
@@ -20,17 +20,14 @@ import lightning as L
 import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
 
-from samlit.data.datamodule import StaverDataModule
-from samlit.data.item_store import ItemStore
-from samlit.model.embeddings import EmbeddingCache
+from samlit.data.datamodule import StampDataModule
+from samlit.data.store import Store
 from samlit.model.module import SamFineTuner
-from samlit.run.embed import build_embeddings
+from samlit.run.prepare import prepare
 
 
-def epoch_seconds(
-    tuner: SamFineTuner, datamodule: StaverDataModule, cache: EmbeddingCache, store: ItemStore | None
-) -> float:
-    tuner.embeddings, datamodule.store = cache, store
+def epoch_seconds(tuner: SamFineTuner, datamodule: StampDataModule, store: Store | None) -> float:
+    datamodule.store = store
     timer = Timer()
     L.seed_everything(0, verbose=False)
     bare_trainer(callbacks=[timer]).fit(tuner, datamodule=datamodule)
@@ -47,21 +44,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         datamodule = training_scans(Path(tmp, "data"), num_scans=args.scans, image_size=args.size, stamps=args.stamps)
-        disk = EmbeddingCache(mode="disk", root=Path(tmp, "cache", "embeddings"))
-        store = ItemStore(root=Path(tmp, "cache", "items"))
-        tuner = make_tuner(args.model, disk)
+        store = Store(mode="disk", root=Path(tmp, "cache", "store"))
+        tuner = make_tuner(args.model)
         datamodule.store = store
-        build_embeddings(trainer=bare_trainer(), tuner=tuner, datamodule=datamodule)  # warm cache and store
+        prepare(trainer=bare_trainer(), module=tuner, datamodule=datamodule)  # the prepare stage: a warm store
         none, cached = [], []
         for _ in range(args.repeats):
-            none.append(epoch_seconds(tuner, datamodule, EmbeddingCache(mode="none"), None))
-            cached.append(epoch_seconds(tuner, datamodule, disk, store))
+            none.append(epoch_seconds(tuner, datamodule, None))
+            cached.append(epoch_seconds(tuner, datamodule, store))
         prompts = sum(len(group["boxes"]) for group in datamodule.train_dataloader().dataset)
     n_none, n_cached = statistics.median(none), statistics.median(cached)
     threads = torch.get_num_threads()
     print(f"model={args.model} scans={args.scans} ({prompts} box prompts) {args.size}px threads={threads}")
     print(f"epoch, cache=none (encoder every step): {', '.join(f'{s:.2f}' for s in none)} s")
-    print(f"epoch, warm disk cache                 : {', '.join(f'{s:.2f}' for s in cached)} s")
+    print(f"epoch, prepared store                  : {', '.join(f'{s:.2f}' for s in cached)} s")
     stamps = f" --stamps {args.stamps}" if args.stamps is not None else ""
     print(
         f"rerun: python bench/cache_speedup.py --model {args.model} --scans {args.scans} --size {args.size}{stamps} "

@@ -1,6 +1,7 @@
 """What a training step costs beyond the mask decoder itself, and whether batching images helps.
 
-1. ``SamFineTuner``'s training step under ``Trainer.fit`` (cache read, loss + IoU-head term, metrics, logging,
+1. ``SamFineTuner``'s training step under ``Trainer.fit`` (the batch's embedding to the device, loss + IoU-head
+   term, metrics, logging,
    gradient clipping, Adam) vs a bare loop: prompt encoder, ``mask_decoder`` forward, Dice loss, backward,
    Adam, on the same cached embeddings and boxes. Last line: ``step_overhead: <lightning / bare>``.
 2. Several images per step: the stock decoder takes one image embedding and repeats it per prompt
@@ -14,8 +15,9 @@ The decoder is the same in tiny and vit_b/l/h (256-wide, 2-layer two-way transfo
     python bench/decoder_step.py [--model tiny] [--scans 4] [--size 512] [--epochs 5] [--batch 4] [--device cpu]
                                  [--crop none|box] [--workers 0]
 
-The fit reads a warm item store (``cache=disk``'s), as a warm ``train.py`` does. ``bench/gpu_check.sh`` runs it
-on a GPU (vit_b, 1654 x 2339 pages, page and crop frames).
+The fit reads a prepared store (``cache=disk``'s: each item with its embedding), as ``train.py`` does.
+``--resident cpu|cuda`` is ``cache.device``: ``cuda`` keeps every embedding on the GPU (a step is the decoder alone).
+``bench/gpu_check.sh`` runs it on a GPU (vit_b, 1654 x 2339 pages, page and crop frames, both ways).
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from pathlib import Path
 import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
 
-from samlit.model.embeddings import EmbeddingCache
+from samlit.data.store import Store
 from samlit.model.losses import DiceLoss
 from samlit.model.sam import decode_prompt_batch
-from samlit.run.embed import build_embeddings
+from samlit.run.prepare import prepare
 
 
 def median_ms(times: list[float]) -> float:
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--crop", default="none", choices=["none", "box"], help="data.crop: pages or stamp crops")
     parser.add_argument("--workers", type=int, default=0, help="data.num_workers of the Lightning fit")
+    parser.add_argument("--resident", default="cpu", choices=["cpu", "cuda"], help="cache.device of the fit")
     args = parser.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,12 +61,13 @@ def main() -> None:
             image_size=args.size,
             crop=args.crop,
             num_workers=args.workers,
-            item_store=Path(tmp, "items"),  # cache=disk's: the fit reads prepared items, no image
+            store=Store(
+                mode="disk", root=Path(tmp, "store"), device=args.resident
+            ),  # cache=disk's: the fit reads prepared items
         )
-        cache = EmbeddingCache(mode="disk", root=Path(tmp, "cache"))
-        tuner = make_tuner(args.model, cache)
+        tuner = make_tuner(args.model)
         accelerator = "gpu" if device.type == "cuda" else "cpu"
-        build_embeddings(trainer=bare_trainer(accelerator=accelerator), tuner=tuner, datamodule=datamodule)
+        prepare(trainer=bare_trainer(accelerator=accelerator), module=tuner, datamodule=datamodule)
         items = len(datamodule.dataset("train", train=True))
 
         # 1a. through Lightning
@@ -76,9 +80,7 @@ def main() -> None:
         # 1b. bare decoder loop on the same embeddings and boxes
         sam = tuner.sam.to(device)
         groups = [group for group in datamodule.train_dataloader().dataset]
-        fingerprint = cache.fingerprint(tuner.sam)
-        embeddings = [cache.get(fingerprint=fingerprint, digest=g["image_digest"], compute=None) for g in groups]
-        embeddings = [embedding.to(device) for embedding in embeddings]
+        embeddings = [g["embedding"].to(device).float() for g in groups]
         image_pe = sam.prompt_encoder.get_dense_pe()
         with torch.no_grad():
             prompts = [sam.prompt_encoder(points=None, boxes=g["boxes"].to(device), masks=None) for g in groups]
@@ -123,6 +125,7 @@ def main() -> None:
     lightning_ms, bare_ms = median_ms(lightning_steps), median_ms(bare)
     print(
         f"model={args.model} device={device} scans={args.scans} crop={args.crop} items={items} "
+        f"embeddings={'on the device' if tuner.resident else 'read by the loader'} "
         f"prompts/item={num_prompts / items:.2f} "
         f"threads={torch.get_num_threads()}"
     )
@@ -137,7 +140,7 @@ def main() -> None:
     print(
         f"rerun: python bench/decoder_step.py --model {args.model} --scans {args.scans} --size {args.size} "
         f"--epochs {args.epochs} --batch {args.batch} --device {args.device} --crop {args.crop} "
-        f"--workers {args.workers}"
+        f"--workers {args.workers} --resident {args.resident}"
     )
     print(f"step_overhead: {lightning_ms / bare_ms:.3f}")
 

@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
-
 from samlit.data.ceiling import frame_ceiling
+
 from samlit.data.dataset import StampDataset
 from samlit.launch import resolvers  # noqa: F401  (the configs' resolvers)
 

@@ -13,11 +13,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from samlit.data.datamodule import SyntheticStaverDataModule
+from samlit.data.datamodule import StampDataModule
 from samlit.data.prompts import PromptSampler
 from samlit.data.staver import count_stamps
+from samlit.data.synthetic import SyntheticSource
 from samlit.launch.console import quiet_lightning
-from samlit.model.embeddings import EmbeddingCache
 from samlit.model.losses import DiceLoss, SamLoss
 from samlit.model.module import SamFineTuner
 from samlit.model.sam import build_sam
@@ -25,13 +25,12 @@ from samlit.model.sam import build_sam
 
 def training_scans(
     root: Path, *, num_scans: int, image_size: int, stamps: int | None = None, **data: Any
-) -> SyntheticStaverDataModule:
+) -> StampDataModule:
     """A datamodule whose train split holds exactly ``num_scans`` synthetic scans with stamps (exactly ``stamps``
-    each when given; val/test empty); ``data``: other ``SyntheticStaverDataModule`` arguments (crop, item_store...)."""
-    datamodule = SyntheticStaverDataModule(
-        root=root,
-        num_scans=num_scans * 4 + 4,  # some generated scans carry no stamp
-        image_size=image_size,
+    each when given; val/test empty); ``data``: other ``StampDataModule`` arguments (crop, store...)."""
+    datamodule = StampDataModule(
+        # some generated scans carry no stamp
+        source=SyntheticSource(root=root, num_scans=num_scans * 4 + 4, image_size=image_size),
         val_fraction=0.0,
         test_fraction=0.0,
         prompts=PromptSampler(),
@@ -48,13 +47,12 @@ def training_scans(
     return datamodule
 
 
-def make_tuner(model: str, cache: EmbeddingCache) -> SamFineTuner:
+def make_tuner(model: str) -> SamFineTuner:
     torch.manual_seed(0)
     return SamFineTuner(
         sam=build_sam(model_type=model, weights="random"),
         loss=SamLoss(mask=DiceLoss()),
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-4),
-        embeddings=cache,
     )
 
 
