@@ -1,7 +1,7 @@
 """The ``samlit`` command: ``samlit cache|data|export|sweep ...``, one console script for the commands that are
-not Hydra jobs (those are ``python train.py|eval.py|embed.py|predict.py``).
+not Hydra jobs (those are scripts: ``python train.py``, ``eval.py``, ``predict.py``, ...).
 
-    samlit cache info|clear [--dir DIR] ...      the embedding cache and the item store (samlit.launch.cache_cli)
+    samlit cache info|clear [--dir DIR] ...      the store of prepared items and features (samlit.launch.cache_cli)
     samlit data info|export <train.py overrides>  a data set as train.py would read it (samlit.launch.data_cli)
     samlit export <run dir | .ckpt> [--onnx] ...  a run's exports, rebuilt from its checkpoint (samlit.run.export)
     samlit sweep <multirun dir>                   a sweep's summary table (samlit.launch.sweep)
@@ -19,7 +19,7 @@ from typing import NoReturn
 
 # command -> (module, what it does); each module has ``cli(argv: list[str] | None) -> int`` (exit status)
 COMMANDS = {
-    "cache": ("samlit.launch.cache_cli", "inspect or clear the embedding cache and the item store"),
+    "cache": ("samlit.launch.cache_cli", "inspect or clear the store (prepared items, image features)"),
     "data": ("samlit.launch.data_cli", "look at a data set before training on it (info | export)"),
     "export": ("samlit.run.export", "rebuild a run's exports (.pth, --onnx) from its checkpoint"),
     "sweep": ("samlit.launch.sweep", "write and print the summary of a multirun dir"),
@@ -37,7 +37,7 @@ def usage() -> str:
             "commands:",
             *lines,
             "",
-            "Training, evaluation, embedding, prediction: python train.py|eval.py|embed.py|predict.py (Hydra jobs)",
+            "Training, evaluation and prediction are Hydra jobs: python train.py, eval.py, predict.py, ... (README)",
         ]
     )
 

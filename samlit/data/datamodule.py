@@ -233,12 +233,14 @@ class StampDataModule(L.LightningDataModule):
             seed=self.seed,
         )
 
-    def planned(self, *, other_frame: bool = False) -> list[tuple[str, ItemSpec, str, str | None]]:
-        """Every entry the run reads: (split, item, key, features tag) for each training item's views, the val and
-        test items (with features) and, with ``other_frame``, the test items in the other frame (without: the
-        report's frame ceiling reads them)."""
+    def planned(
+        self, *, splits: tuple[str, ...] = ("train", "val", "test"), other_frame: bool = False
+    ) -> list[tuple[str, ItemSpec, str, str | None]]:
+        """Every entry a command reads: (split, item, key, features tag) for each training item's views, the val and
+        test items of ``splits`` (with features) and, with ``other_frame``, the test items in the other frame
+        (without features: the report's frame ceiling reads them)."""
         plan = []
-        views = [("train", True, self.crop, "run"), ("val", False, self.crop, "run"), ("test", False, self.crop, "run")]
+        views = [(split, split == "train", self.crop, "run") for split in splits]
         if other_frame:
             views.append(("test", False, "none" if self.crop == "box" else "box", None))
         for split, train, crop, features in views:

@@ -17,13 +17,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import samlit.launch.resolvers  # noqa: F401  (the configs' ${samlit.*:} resolvers)
 from samlit.core.errors import SamlitError, find_user_error
 from samlit.data.convert import export_instances
 from samlit.data.datamodule import StampDataModule
+from samlit.run.setup import build_datamodule
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -79,7 +79,7 @@ def cli(argv: list[str] | None = None) -> int:
                 f"{args.out / 'instances.json'} already exists; it is not overwritten: pass another --out"
             )
         cfg = compose_train(args.overrides)
-        datamodule = instantiate(cfg.data)
+        datamodule = build_datamodule(cfg.data)
         datamodule.prepare_data()
         if args.command == "info":
             datamodule.setup("fit")

@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     claim_run_dir(run_dir, marker="metrics.json")
     use_run_frame(cfg)
     job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst", needs=("test",))
-    prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule)
+    prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule, splits=("test",))  # what it reads
     tested = run_test(job.trainer, job.module, job.datamodule)
     figures = worst_case_figures(run_dir / "figures", tested.kept)
     metrics = {

@@ -75,10 +75,16 @@ class Preparer(L.LightningModule):
 
 
 def prepare(
-    *, trainer: L.Trainer, module: SamFineTuner, datamodule: StampDataModule, other_frame: bool = False
+    *,
+    trainer: L.Trainer,
+    module: SamFineTuner,
+    datamodule: StampDataModule,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    other_frame: bool = False,
 ) -> PrepareStats:
-    """Make every entry of ``datamodule.planned(other_frame=...)`` that the store lacks (or holds damaged), then
-    decide where the run keeps its embeddings (``cache.device``, ``samlit.run.resident``). With ``cache=none``
+    """Make every entry of ``datamodule.planned(splits=..., other_frame=...)`` that the store lacks (or holds
+    damaged), then decide where the run keeps its embeddings (``cache.device``, ``samlit.run.resident``): only
+    what the command reads (``eval.py``: the test split). With ``cache=none``
     nothing is prepared: the loaders make each item from its files and the module encodes it at every step."""
     stats = PrepareStats()
     store = datamodule.store
@@ -89,7 +95,7 @@ def prepare(
         raise SamlitError("cache=memory keeps one process's items only; under DDP use cache=disk (shared by ranks)")
     start = time.perf_counter()
     datamodule.features = store.features_tag(sam_fingerprint(module.sam, precision=str(trainer.precision)))
-    plan = datamodule.planned(other_frame=other_frame)
+    plan = datamodule.planned(splits=splits, other_frame=other_frame)
     stats.entries = len(plan)
     pending: dict[tuple[str, str | None], tuple[list, list]] = {}
     for split, spec, key, tag in plan:
@@ -119,7 +125,7 @@ def prepare(
     stats.seconds = time.perf_counter() - start
     where = f"{store.mode} at {store.root}" if store.mode == "disk" else store.mode
     log.info("prepared (%s, features %s): %s", where, datamodule.features, stats.line())
-    keep_resident(store=store, module=module, datamodule=datamodule, trainer=trainer)
+    keep_resident(store=store, module=module, datamodule=datamodule, trainer=trainer, splits=splits)
     return stats
 
 

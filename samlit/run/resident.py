@@ -41,13 +41,15 @@ def resolve_device(requested: str, *, on_cuda: bool, need_bytes: int, free_bytes
     return "cuda" if on_cuda and fits else "cpu"
 
 
-def keep_resident(*, store: Any, module: Any, datamodule: Any, trainer: L.Trainer) -> str:
-    """After the prepare stage: with ``cache.device`` resolved to ``cuda``, load every embedding the run reads onto
+def keep_resident(
+    *, store: Any, module: Any, datamodule: Any, trainer: L.Trainer, splits: tuple[str, ...] = ("train", "val", "test")
+) -> str:
+    """After the prepare stage: with ``cache.device`` resolved to ``cuda``, load every embedding ``splits`` read onto
     the trainer's device into ``module.resident`` (by ``image_digest``) and stop the loaders carrying them
     (``datamodule.with_embedding``). Returns the device chosen."""
     device = trainer.strategy.root_device
     on_cuda = device.type == "cuda"
-    keys = [key for _, _, key, tag in datamodule.planned() if tag is not None]
+    keys = [key for _, _, key, tag in datamodule.planned(splits=splits) if tag is not None]
     if not on_cuda and store.device != "cuda":
         return "cpu"
     per_entry = 256 * 64 * 64 * torch.empty((), dtype=getattr(torch, store.dtype)).element_size()
