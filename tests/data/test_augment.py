@@ -1,4 +1,4 @@
-"""Seeded augmentation views: deterministic, aligned (image, masks, boxes), and walked by the cache build."""
+"""Seeded augmentation views: deterministic, aligned (image, masks, boxes), and every one prepared up front."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 
 from samlit.data.augment import ImageViews
 from samlit.data.sample import StampSample
+from samlit.run.setup import build_datamodule
 
 
 def red_stamps(seed: int = 0, size: tuple[int, int] = (160, 200)) -> StampSample:
@@ -91,22 +92,24 @@ def test_stamps_pushed_out_of_the_image_are_dropped():
     assert len(out.masks) == len(out.boxes) == 1  # the second stamp left the frame
 
 
-def test_datamodule_walks_every_view_in_the_build_and_draws_one_in_training(compose_cfg):
-    cfg = compose_cfg("data.augment.views=2", "data.num_scans=6", "data.image_size=96")
-    datamodule = instantiate(cfg.data)
+def test_prepare_plans_every_view_and_training_draws_one(compose_cfg):
+    cfg = compose_cfg("data.augment.views=2", "data.num_scans=6", "data.image_size=96", "cache=none")
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    items = {name: len(datamodule.dataset(name, train=False)) for name in datamodule.splits}  # crops or pages
-    build = datamodule.embedding_dataloader().dataset
-    assert len(build) == 3 * items["train"] + items["val"] + items["test"]
-    assert [build[i]["view"] for i in range(3)] == [0, 1, 2]
-    assert {build[len(build) - 1]["view"]} == {0}  # test scans: never augmented
+    items = {name: len(datamodule.items(name)) for name in datamodule.splits}  # crops or pages
+    plan = datamodule.planned()
+    assert len(plan) == 3 * items["train"] + items["val"] + items["test"]
+    assert [spec.view for _, spec, _, _ in plan[:3]] == [0, 1, 2] and len({key for *_, key, _ in plan[:3]}) == 3
+    assert {spec.view for split, spec, _, _ in plan if split != "train"} == {0}  # val and test: never augmented
     train = datamodule.train_dataloader().dataset
     torch.manual_seed(0)
     drawn = [train[0]["view"] for _ in range(30)]
     assert set(drawn) == {0, 1, 2}
     torch.manual_seed(0)
     assert [train[0]["view"] for _ in range(30)] == drawn  # seeded like the box jitter
+    by_epoch = [train[(epoch, 0)]["view"] for epoch in range(12)]  # (epoch, index): the global RNG plays no part
+    assert set(by_epoch) == {0, 1, 2} and [train[(epoch, 0)]["view"] for epoch in range(12)] == by_epoch
     assert datamodule.summary()["train_views_per_scan"] == 3
 
 

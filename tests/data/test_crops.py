@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from samlit.core.errors import SamlitError
 from samlit.core.masks import mask_scores
 from samlit.data.crops import crop_box, crop_stamp, paste
 from samlit.data.sample import StampSample, with_ink
 from samlit.data.staver import read_scan
+from samlit.run.setup import build_datamodule
 from tests.conftest import FAST
 
 
@@ -35,39 +35,44 @@ def test_crop_stamp_and_paste_round_trip():
     assert np.array_equal(paste(crop.masks, window, image_size=(60, 80))[0], masks[1])
 
 
-def test_crop_metrics_equal_page_metrics(compose_cfg):
-    """The crop holds its stamp's whole mask, so IoU in the crop == IoU of the prediction pasted on the page."""
-    dm = instantiate(compose_cfg(*FAST, "data.crop=box").data)
+def built(cfg):
+    dm = build_datamodule(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
+    return dm
+
+
+def test_crop_metrics_equal_page_metrics(compose_cfg):
+    """The crop holds its stamp's whole mask, so IoU in the crop == IoU of the prediction pasted on the page."""
+    dm = built(compose_cfg(*FAST, "data.crop=box", "cache=none"))
     dataset = dm.test_dataloader().dataset
     page = with_ink(read_scan(dm.splits["test"][0]))
     for index in range(len(page.boxes)):
         group = dataset[index]
+        masks = torch.from_numpy(np.asarray(group["masks"]))
         rng = np.random.default_rng(index)
-        pred = torch.from_numpy(rng.random(group["masks"].shape) > 0.7) | group["masks"]  # a noisy prediction
+        pred = torch.from_numpy(rng.random(masks.shape) > 0.7) | masks  # a noisy prediction
         pasted = paste(pred.numpy(), group["crop_box"], image_size=page.masks.shape[1:])
-        crop_iou = mask_scores(pred, group["masks"])[0]
+        crop_iou = mask_scores(pred, masks)[0]
         page_iou = mask_scores(torch.from_numpy(pasted), torch.from_numpy(page.masks[index : index + 1]))[0]
         assert group["key"] == f"{page.key}-s{index}" and torch.equal(crop_iou, page_iou)
 
 
 def test_crop_mode_has_one_item_per_stamp_and_jitters_inside_the_crop(compose_cfg):
-    dm = instantiate(compose_cfg(*FAST, "data.crop=box", "data.prompts.box_jitter=0.3").data)
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = built(compose_cfg(*FAST, "data.crop=box", "data.prompts.box_jitter=0.3", "cache=none"))
     for split in ("train", "val", "test"):
         assert len(dm.dataset(split, train=False)) == sum(dm.stamps[f.key] for f in dm.splits[split])
     item = dm.train_dataloader().dataset[(0, 0)]
     h, w = item["original_size"]
     (box,) = item["pixel_boxes"].tolist()
     assert len(item["boxes"]) == 1 and 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h
-    embedded = dm.embedding_dataloader().dataset
-    assert len(embedded) == sum(dm.stamps[f.key] for s in ("train", "val", "test") for f in dm.splits[s])
+    assert len(dm.planned()) == sum(dm.stamps[f.key] for s in ("train", "val", "test") for f in dm.splits[s])
+    pages = dm.planned(other_frame=True)[len(dm.planned()) :]  # the report's other frame: the test pages, no features
+    assert [(s, spec.instance, tag) for s, spec, _, tag in pages] == [("test", None, None)] * len(dm.splits["test"])
 
 
 @pytest.mark.parametrize("override", ["data.crop=tile", "data.crop_margin=-0.1", "data.crop_margin=abc"])
 def test_bad_crop_keys_are_one_line(compose_cfg, override):
     with pytest.raises(Exception) as error:
-        instantiate(compose_cfg(*FAST, override).data)
+        build_datamodule(compose_cfg(*FAST, override).data)
     assert isinstance(error.value, SamlitError) or "data.crop" in str(error.value)

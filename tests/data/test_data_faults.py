@@ -12,8 +12,8 @@ import pytest
 
 from samlit.core.errors import SamlitError
 from samlit.data.checks import check_scans
-from samlit.data.datamodule import StaverDataModule
-from samlit.data.staver import find_scans
+from samlit.data.datamodule import StampDataModule
+from samlit.data.staver import StaverSource, find_scans
 from samlit.data.synthetic import generate_synthetic_staver
 
 NUM_SCANS, SIZE = 12, 96
@@ -63,7 +63,7 @@ def test_bad_scans_raise_one_line_with_the_fix(broken):
 
 def test_datamodule_leaves_bad_scans_out_and_reports_them(broken):
     root, named = broken
-    datamodule = StaverDataModule(root=root, on_bad_file="skip")
+    datamodule = StampDataModule(source=StaverSource(root=root), on_bad_file="skip")
     datamodule.setup("fit")
     in_splits = {f.key for files in datamodule.splits.values() for f in files}
     assert not in_splits & set(named)
@@ -83,11 +83,12 @@ def test_stamps_without_ink_and_specks_are_counted_and_never_trained_on(staver, 
     region_map[0, 0] = 255 - background
     cv2.imwrite(str(scans[1].region_map), region_map)
 
-    datamodule = StaverDataModule(root=root, min_region_area=16)
+    datamodule = StampDataModule(source=StaverSource(root=root, min_area=16))
     datamodule.setup("fit")
     summary = datamodule.summary()
     assert summary["regions_without_ink"] >= 1 and summary["regions_below_min_area"] >= 1
     assert scans[0].key not in {f.key for files in datamodule.splits.values() for f in files}
     for split in ("train", "val", "test"):
-        for item in datamodule.dataset(split, train=split == "train"):
-            assert len(item["boxes"]) > 0 and bool(item["masks"].flatten(1).any(1).all())
+        for item in datamodule.dataset(split, train=split == "train"):  # no store: made from the files
+            masks = np.asarray(item["masks"])
+            assert len(item["boxes"]) == len(masks) > 0 and masks.reshape(len(masks), -1).any(1).all()

@@ -1,4 +1,5 @@
-"""Datamodule, SAM frame and box prompts on generated scans (the real reader, the real configs)."""
+"""Datamodule, SAM frame and box prompts on generated scans (the real reader, the real configs). Without a store
+(``cache=none``) every item is made from its files; the store's side: ``test_store.py``."""
 
 from __future__ import annotations
 
@@ -7,21 +8,25 @@ import os
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from samlit.data.prompts import jitter_boxes
 from samlit.data.sam_frame import LOW_RES, to_sam_frame
 from samlit.data.sample import StampSample
 from samlit.data.staver import find_scans, stamp_census
+from samlit.run.setup import build_datamodule
 from tests.conftest import FAST
+
+
+def built(cfg):
+    dm = build_datamodule(cfg.data)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
 
 
 @pytest.fixture
 def datamodule(compose_cfg):
-    dm = instantiate(compose_cfg(*FAST).data)
-    dm.prepare_data()
-    dm.setup("fit")
-    return dm
+    return built(compose_cfg(*FAST, "cache=none"))
 
 
 def test_splits_hold_exactly_the_scans_with_a_stamp(datamodule):
@@ -33,19 +38,37 @@ def test_splits_hold_exactly_the_scans_with_a_stamp(datamodule):
     assert all(keys.values())
 
 
-def test_a_batch_is_a_list_of_per_image_groups(compose_cfg):
-    dm = instantiate(compose_cfg(*FAST, "data.batch_size=2").data)
-    dm.prepare_data()
-    dm.setup("fit")
-    batch = next(iter(dm.val_dataloader()))
-    assert isinstance(batch, list) and 1 <= len(batch) <= 2
+@pytest.mark.parametrize("crop", ["none", "box"])
+def test_a_batch_is_a_list_of_per_item_groups(compose_cfg, crop):
+    dm = built(compose_cfg(*FAST, "cache=none", "data.batch_size=2", f"data.crop={crop}"))
+    batch = next(iter(dm.test_dataloader()))
+    assert isinstance(batch, list) and len(batch) == 2
     for group in batch:
         n = len(group["boxes"])
         h, w = group["original_size"]
-        assert n >= 1 and group["boxes"].shape == (n, 4)
-        assert group["masks"].shape == (n, h, w) and group["masks"].dtype == torch.bool
+        assert n >= 1 and group["boxes"].shape == group["pixel_boxes"].shape == (n, 4)
+        assert group["masks"].shape == (n, h, w) and group["masks"].dtype == torch.bool  # unpacked by the collate
         assert group["low_res_targets"].shape == (n, LOW_RES, LOW_RES)
         assert max(group["image"].shape[1:]) == 1024 and group["image"].dtype == torch.uint8
+        assert tuple(group["image"].shape[1:]) == group["input_size"] and "embedding" not in group
+        image_key, instance, view = group["source"]
+        assert view == group["view"] == 0 and group["key"].startswith(image_key)
+        if crop == "box":
+            assert n == 1 and group["key"] == f"{image_key}-s{instance}" and len(group["crop_box"]) == 4
+        else:
+            assert instance is None and group["key"] == image_key and "crop_box" not in group
+
+
+def test_frame_image_is_the_image_the_encoder_sees(compose_cfg):
+    """What figures draw (``frame_image(source)``) is the group's own frame, read again from the files."""
+    dm = built(compose_cfg(*FAST, "cache=none", "data.augment.views=2"))
+    dataset = dm.dataset("train", train=True)
+    views = set()
+    for index in range(len(dataset)):
+        group = dataset[(0, index)]
+        assert torch.equal(dm.frame_image(group["source"]), group["image"])
+        views.add(group["view"])
+    assert len(views) > 1  # augmented views among them
 
 
 def test_sam_frame_matches_segment_anything():
@@ -84,7 +107,7 @@ def test_validation_and_test_prompts_are_not_jittered(datamodule):
 @pytest.mark.parametrize("root", ["null", "''"])
 def test_staver_without_root_is_a_one_line_error(compose_cfg, root):
     with pytest.raises(Exception) as err:
-        instantiate(compose_cfg("data=staver", f"data.root={root}").data)
+        build_datamodule(compose_cfg("data=staver", f"data.root={root}").data)
     message = str(err.value)
     assert "data.root" in message and "ground-truth-maps" in message
 
@@ -94,11 +117,9 @@ def test_num_workers_auto_takes_this_process_share_of_the_cpus(compose_cfg):
 
     cpus = len(os.sched_getaffinity(0))
     assert auto_workers(processes=1) == min(4, cpus) and auto_workers(processes=4 * cpus) == 1
-    dm = instantiate(compose_cfg(*FAST, "data.num_workers=auto").data)
-    dm.prepare_data()
-    dm.setup("fit")
+    dm = built(compose_cfg(*FAST, "data.num_workers=auto"))
     loader = dm.val_dataloader()
     assert loader.num_workers == min(4, cpus) and loader.persistent_workers
     assert loader.pin_memory == torch.cuda.is_available()  # data.pin_memory=null: pinned where a GPU copies
     with pytest.raises(Exception, match=r"data\.num_workers='many' must be a whole number >= 0 or auto"):
-        instantiate(compose_cfg(*FAST, "data.num_workers=many").data)
+        build_datamodule(compose_cfg(*FAST, "data.num_workers=many").data)

@@ -17,9 +17,10 @@ from samlit.core.errors import SamlitError
 from samlit.core.images import read_rgb
 from samlit.data.coco import CocoSource, decode
 from samlit.data.convert import coco_annotation, export_instances
-from samlit.data.datamodule import CocoDataModule, FolderDataModule
+from samlit.data.datamodule import StampDataModule
 from samlit.data.folder import FolderSource
 from samlit.data.staver import StaverSource
+from samlit.data.store import Store
 from samlit.data.synthetic import generate_synthetic_staver
 
 
@@ -70,8 +71,8 @@ def test_coco_and_folder_read_the_same_instances(exported):
 
 def test_the_same_images_give_the_same_split_from_either_source(exported):
     modules = [
-        CocoDataModule(images=exported / "images", annotations=exported / "instances.json", seed=3),
-        FolderDataModule(root=exported, seed=3),
+        StampDataModule(source=coco(exported), seed=3),
+        StampDataModule(source=FolderSource(root=exported), seed=3),
     ]
     for module in modules:
         module.setup()
@@ -120,11 +121,33 @@ def test_crowd_other_categories_and_a_given_split(data):
         ids = {im["id"] for im in images}
         annotations = [a for a in content["annotations"] if a["image_id"] in ids and not a.get("iscrowd")]
         path.write_text(json.dumps({**content, "images": images, "annotations": annotations}))
-    module = CocoDataModule(images=data / "images", annotations=split, val_fraction=0.5)
+    module = StampDataModule(source=CocoSource(images=data / "images", annotations=split), val_fraction=0.5)
     module.setup()
     for i, name in enumerate(("train", "val", "test")):
         given = {Path(im["file_name"]).stem for im in content["images"][i::3]}
         assert {f.key for f in module.splits[name]} <= given and module.splits[name]
+
+
+def test_a_store_key_follows_an_images_own_annotations_only(data, tmp_path):
+    """COCO: the annotations are not a file of the image; an edited annotation moves that image's entries only
+    (another JSON with the same content for the others keeps theirs)."""
+
+    def identities() -> dict[str, str]:
+        module = StampDataModule(source=coco(data), store=Store(root=tmp_path / "store"))
+        module.setup()
+        return {f.key: module.identity(f) for files in module.splits.values() for f in files}
+
+    before = identities()
+    content = edit_json(data, lambda c: c["annotations"][0].update(bbox=[1, 2, 3, 4]))
+    edited = next(
+        Path(im["file_name"]).stem for im in content["images"] if im["id"] == content["annotations"][0]["image_id"]
+    )
+    after = identities()
+    assert after.keys() == before.keys() and after[edited] != before[edited]
+    assert all(after[k] == before[k] for k in before if k != edited)
+    folder = StampDataModule(source=FolderSource(root=data), store=Store(root=tmp_path / "store"))
+    folder.setup()
+    assert not {folder.identity(f) for files in folder.splits.values() for f in files} & set(before.values())
 
 
 # --- bad inputs: each a warning naming the file and what was left out, or one line with on_bad_file=raise ---
@@ -174,7 +197,7 @@ def test_empty_mask(data, caplog):
 
 def test_a_segmentation_that_covers_no_pixel_is_named(data, caplog):
     content = edit_json(data, lambda c: c["annotations"][0].update(segmentation=[[5, 5, 5, 5, 5, 5]]))
-    module = CocoDataModule(images=data / "images", annotations=data / "instances.json")
+    module = StampDataModule(source=coco(data))
     with caplog.at_level(logging.WARNING):
         module.setup()
     first = content["annotations"][0]

@@ -9,6 +9,8 @@ from hydra.utils import instantiate
 from samlit.data.prompts import sample_points
 from samlit.data.sam_frame import to_sam_frame
 from samlit.data.sample import StampSample
+from samlit.model.sam import encode_image
+from samlit.run.setup import build_datamodule
 from tests.conftest import FAST
 
 
@@ -50,8 +52,9 @@ def test_training_items_get_points_validation_items_do_not(compose_cfg):
         "data.prompts.positive_points=2",
         "data.prompts.negative_points=1",
         "data.prompts.points_probability=1.0",
+        "cache=none",
     )
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     train = datamodule.train_dataloader().dataset[0]
@@ -68,6 +71,7 @@ def test_points_change_what_the_decoder_sees(compose_cfg):
     with_points = to_sam_frame(sample, boxes=boxes, points=sample_points(masks, boxes, positive=2, negative=1))
     box_only = to_sam_frame(sample, boxes=boxes)
     with torch.no_grad():
+        with_points["embedding"] = box_only["embedding"] = encode_image(module.sam, box_only["image"])  # one image
         logits_points, _ = module(with_points)
         logits_box, _ = module(box_only)
     assert logits_points.shape == logits_box.shape == (2, 256, 256)

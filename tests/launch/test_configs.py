@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+from samlit.run.setup import build_datamodule
 from tests.conftest import CONF
 
 GROUPS = [
@@ -50,13 +52,14 @@ def test_readme_real_data_command_composes(compose_cfg):
     cfg = compose_cfg("model=vit_b", "loss=dice", "data=staver", "data.root=/data/staver")
     assert cfg.model.model_type == "vit_b"
     assert cfg.module.loss.mask._target_ == "samlit.model.losses.DiceLoss"
-    assert cfg.data._target_.endswith("StaverDataModule")
+    assert cfg.data._target_ == "samlit.data.datamodule.StampDataModule"
+    assert cfg.data.source._target_ == "samlit.data.staver.StaverSource" and cfg.data.source.root == "/data/staver"
 
 
 def test_defaults_are_the_offline_path(compose_cfg):
     cfg = compose_cfg()
     assert (cfg.model.model_type, cfg.model.weights) == ("tiny", "random")
-    assert cfg.data._target_.endswith("SyntheticStaverDataModule")
+    assert cfg.data.source._target_ == "samlit.data.synthetic.SyntheticSource"
     assert cfg.optimizer.lr == pytest.approx(1e-4)
 
 
@@ -64,7 +67,9 @@ def test_defaults_are_the_offline_path(compose_cfg):
 def test_every_loss_gives_a_finite_scalar_with_a_gradient(compose_cfg, loss):
     cfg = compose_cfg(f"loss={loss}")
     logits = torch.randn(2, 8, 8, requires_grad=True)
-    value = instantiate(cfg.loss)(logits, (torch.rand(2, 8, 8) > 0.7).float(), torch.rand(2))
+    terms = instantiate(cfg.loss)(logits, (torch.rand(2, 8, 8) > 0.7).float(), torch.rand(2))
+    assert set(terms) == {"loss", "loss_mask", "loss_iou"}  # the module logs each as train/<name>
+    value = terms["loss"]
     value.backward()
     assert value.ndim == 0 and torch.isfinite(value) and logits.grad.abs().sum() > 0
     assert instantiate(compose_cfg(f"loss={loss}", "loss.iou_head_weight=0").loss).iou_head_weight == 0
@@ -97,12 +102,17 @@ def test_every_scheduler_runs_in_a_fit(compose_cfg, name):
 
 
 @pytest.mark.parametrize("mode", options("cache"))
-def test_cache_options_instantiate_into_the_module(compose_cfg, tmp_path, mode):
+def test_cache_options_instantiate_into_the_datamodule(compose_cfg, tmp_path, mode):
     cfg = compose_cfg(f"cache={mode}")
-    module = instantiate(cfg.module)
-    assert module.embeddings.mode == mode
+    store = instantiate(cfg.cache)
+    assert store.mode == mode
+    datamodule = build_datamodule(cfg.data)
+    if mode == "none":  # no store: items are made from their files at every fetch
+        assert datamodule.store is None
+        return
+    assert datamodule.store.mode == mode and datamodule.store.dtype == cfg.cache.dtype
     if mode == "disk":  # under paths.cache_dir, outside the run dir
-        assert module.embeddings.root == tmp_path / "cache" / "embeddings"
+        assert datamodule.store.root == tmp_path / "cache" / "store"
 
 
 def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
@@ -114,10 +124,31 @@ def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
             return compose("train", overrides=["paths.root_dir=/r"]).cache.root
 
     monkeypatch.delenv("SAMLIT_CACHE", raising=False)
-    assert cache_root() == "~/.cache/samlit/embeddings"
+    assert cache_root() == "~/.cache/samlit/store"
     monkeypatch.setenv("SAMLIT_CACHE", "/big/disk/samlit")
-    assert cache_root() == "/big/disk/samlit/embeddings"
+    assert cache_root() == "/big/disk/samlit/store"
     GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize(
+    "option, shortcuts, source",
+    [
+        ("synthetic", ["data.num_scans=3", "data.image_size=64"], {"num_scans": 3, "image_size": 64}),
+        ("staver", ["data.root=/data/staver", "data.min_region_area=9"], {"root": "/data/staver", "min_area": 9}),
+        ("folder", ["data.root=/data/my", "data.instances=components"], {"root": "/data/my"}),
+        ("coco", ["data.images=/data/im", "data.annotations=/data/a.json"], {"images": "/data/im"}),
+    ],
+)
+def test_every_data_option_builds_its_datamodule_from_the_shortcuts(compose_cfg, option, shortcuts, source):
+    """``data.root=...`` and the other top-level keys a source reads reach the source node; the datamodule gets
+    the rest (``samlit.run.setup.build_datamodule``)."""
+    datamodule = build_datamodule(compose_cfg(f"data={option}", *shortcuts, "seed=7", "data.crop=none").data)
+    assert type(datamodule).__name__ == "StampDataModule" and (datamodule.seed, datamodule.crop) == (7, "none")
+    for key, value in source.items():
+        got = getattr(datamodule.source, key)
+        assert (Path(value) if isinstance(got, Path) else value) == got, key
+    if option == "folder":
+        assert datamodule.source.instances == "components"
 
 
 def test_seed_zero_reaches_the_data_split(compose_cfg):

@@ -1,4 +1,4 @@
-"""Loss values on hand-made tensors."""
+"""Loss values on hand-made tensors; the named terms the module minimises and logs (``SamLoss``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from samlit.model.losses import BCELoss, DiceFocalLoss, DiceLoss, FocalLoss, MSELoss, iou_head_loss
+from samlit.model.losses import BCELoss, DiceFocalLoss, DiceLoss, FocalLoss, MSELoss, SamLoss, iou_head_loss
 
 BIG = 50.0  # a logit whose sigmoid is 1 (or 0) to float precision
 
@@ -70,3 +70,23 @@ def test_iou_head_loss_targets_the_real_iou():
     pred_iou = torch.tensor([1 / 3])
     assert iou_head_loss(pred_iou, logits, target).item() == pytest.approx(0.0, abs=1e-7)
     assert iou_head_loss(torch.tensor([1.0]), logits, target).item() == pytest.approx((2 / 3) ** 2, rel=1e-6)
+
+
+def test_sam_loss_returns_its_named_terms():
+    """``loss`` (what is minimised) = ``loss_mask`` + ``iou_head_weight`` * ``loss_iou``; each term a scalar."""
+    target, perfect = masks()
+    logits = (perfect * 0.01).requires_grad_()
+    iou_pred = torch.tensor([0.2, 0.9])
+    terms = SamLoss(mask=DiceLoss(), iou_head_weight=0.5)(logits, target, iou_pred)
+    assert set(terms) == {"loss", "loss_mask", "loss_iou"} and all(t.ndim == 0 for t in terms.values())
+    assert terms["loss_mask"].item() == pytest.approx(DiceLoss()(logits, target).item())
+    assert terms["loss_iou"].item() == pytest.approx(iou_head_loss(iou_pred, logits, target).item())
+    assert terms["loss"].item() == pytest.approx(terms["loss_mask"].item() + 0.5 * terms["loss_iou"].item())
+    terms["loss"].backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_sam_loss_without_the_iou_head_is_the_mask_loss_alone():
+    target, perfect = masks()
+    terms = SamLoss(mask=FocalLoss(), iou_head_weight=0.0)(perfect * 0.01, target, torch.zeros(2))
+    assert set(terms) == {"loss", "loss_mask"} and torch.equal(terms["loss"], terms["loss_mask"])

@@ -1,4 +1,5 @@
-"""SamFineTuner: what trains, what stays frozen, how groups of prompts go through the decoder."""
+"""SamFineTuner: what trains, what stays frozen, where a group's embedding comes from, how groups of prompts go
+through the decoder, which loss terms it logs."""
 
 from __future__ import annotations
 
@@ -9,21 +10,30 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from samlit.core.digests import image_digest
+from samlit.core.errors import SamlitError
 from samlit.data.sam_frame import to_sam_frame
 from samlit.data.sample import StampSample
 
 
-def group(key: str, *, size: int = 96, n: int = 2, seed: int = 0) -> dict:
+def group(key: str, *, size: int = 96, n: int = 2, seed: int = 0, image: bool = False) -> dict:
+    """A group as a loader hands it out: with a prepared ``embedding`` (a random one: the decoder does not care, and
+    the tiny encoder takes seconds per image on a CPU), or with its frame ``image`` instead (``cache=none``)."""
     rng = np.random.default_rng(seed)
-    image = rng.integers(0, 255, (size, size + 16, 3), dtype=np.uint8)
+    pixels = rng.integers(0, 255, (size, size + 16, 3), dtype=np.uint8)
     masks = np.zeros((n, size, size + 16), bool)
     boxes = []
     for i in range(n):
         x0, y0 = 5 + 40 * i, 10
         masks[i, y0 : y0 + 30, x0 : x0 + 30] = True
         boxes.append([x0, y0, x0 + 30, y0 + 30])
-    sample = StampSample(key=key, image=image, masks=masks, boxes=np.array(boxes, np.float32))
-    return to_sam_frame(sample, boxes=sample.boxes)
+    sample = StampSample(key=key, image=pixels, masks=masks, boxes=np.array(boxes, np.float32))
+    out = {**to_sam_frame(sample, boxes=sample.boxes), "source": (key, None, 0)}
+    out["image_digest"] = image_digest(out["image"])
+    if not image:
+        del out["image"]
+        out["embedding"] = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(seed)).half()
+    return out
 
 
 @pytest.fixture
@@ -43,19 +53,41 @@ def test_freezing_after_a_step(module):
     module.train()
     assert module.sam.mask_decoder.training
     assert not module.sam.image_encoder.training and not module.sam.prompt_encoder.training
-    loss, _ = module.model_step([group("a"), group("b", n=1, seed=1)], "train")
-    loss.backward()
+    terms, _ = module.model_step([group("a"), group("b", n=1, seed=1)], "train")
+    terms["loss"].backward()
     assert all(p.grad is None for p in module.sam.image_encoder.parameters())
     assert all(p.grad is None for p in module.sam.prompt_encoder.parameters())
     grads = [p.grad for p in module.sam.mask_decoder.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-def test_embedding_is_computed_once_per_image(module):
-    batch = [group("a"), group("b", seed=1)]
-    for _ in range(3):
-        module.model_step(batch, "val")
-    assert module.embeddings.stats.misses == 2 and module.embeddings.stats.hits == 4
+def test_the_embedding_comes_with_the_group_else_from_the_device_else_from_the_encoder(module):
+    """A prepared embedding (float16 from the store) is taken as float32 and never encoded; a resident one is found
+    by its image digest; only a group with its image alone (``cache=none``) runs the encoder, at every step."""
+    prepared = group("a")
+    assert torch.equal(module.image_embedding(prepared), prepared["embedding"].float())
+    assert module.image_embedding(prepared).dtype == torch.float32
+
+    raw = group("b", seed=1, image=True)
+    fresh = module.image_embedding(raw)
+    assert fresh.shape == (1, 256, 64, 64) and not fresh.requires_grad and module.encoder_calls == 1
+    module.model_step([raw, prepared], "val")
+    assert module.encoder_calls == 2  # the image again, the prepared group not at all
+
+    module.resident = {raw["image_digest"]: fresh.half()}  # kept on the device: the group names it only
+    named = {k: v for k, v in raw.items() if k != "image"}
+    assert torch.equal(module.image_embedding(named), fresh.half().float())
+    assert torch.equal(module.image_embedding(raw), fresh.half().float()) and module.encoder_calls == 2
+    with pytest.raises(SamlitError, match=r"^c: the batch carries neither its embedding nor its image$"):
+        module.image_embedding({**named, "key": "c", "image_digest": "0" * 64})
+
+
+def test_predictions_carry_the_source_not_the_image(module):
+    module.eval()
+    with torch.no_grad():
+        _, predictions = module.model_step([group("a"), group("b", n=1, seed=1)], "val")
+    assert [p["source"] for p in predictions] == [("a", None, 0), ("b", None, 0)]
+    assert all("image" not in p and p["pred"].shape == p["masks"].shape for p in predictions)
 
 
 def test_images_in_a_batch_are_not_mixed(module):
@@ -74,8 +106,8 @@ def test_images_in_a_batch_are_not_mixed(module):
 
 def test_full_frame_loss_runs(compose_cfg):
     module = instantiate(compose_cfg("module.loss_frame=full").module)
-    loss, _ = module.model_step([group("a")], "train")
-    assert torch.isfinite(loss)
+    terms, _ = module.model_step([group("a")], "train")
+    assert torch.isfinite(terms["loss"])
     with pytest.raises(Exception, match="loss_frame"):
         instantiate(compose_cfg("module.loss_frame=mid").module)
 
@@ -88,26 +120,17 @@ def test_checkpoints_leave_out_frozen_weights(module):
     module.load_state_dict(checkpoint["state_dict"], strict=True)
 
 
-def test_bf16_mixed_fit_steps_run_on_cpu(module):
+def test_bf16_mixed_fit_steps_run_on_cpu_and_log_each_loss_term(module):
     """``trainer.precision=bf16-mixed``: two real fit steps under Lightning's bf16 autocast on the CPU.
 
-    The images' embeddings are put in the cache beforehand under the bf16 fingerprint, computed in fp32: the bf16
-    encoder pass is ~25x slower than fp32 on a CPU without bf16 units. The decoder's forward, loss and backward
-    run in bf16 autocast, as in a GPU run.
+    The groups carry their prepared embeddings (the bf16 encoder pass is ~25x slower than fp32 on a CPU without
+    bf16 units): the fit encodes nothing. The decoder's forward, loss and backward run in bf16 autocast, as in a
+    GPU run; ``train/loss`` and each named term of the loss are logged.
     """
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from samlit.model.sam import encode_image
-
     groups = [group("a"), group("b", n=1, seed=1)]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        fingerprint = module.embeddings.fingerprint(module.sam)
-    with torch.no_grad():
-        for g in groups:
-            module.embeddings.get(
-                fingerprint=fingerprint, image=g["image"], compute=lambda g=g: encode_image(module.sam, g["image"])
-            )
     before = [p.detach().clone() for p in module.sam.mask_decoder.parameters()]
     trainer = L.Trainer(
         precision="bf16-mixed",
@@ -119,10 +142,26 @@ def test_bf16_mixed_fit_steps_run_on_cpu(module):
         enable_model_summary=False,
     )
     trainer.fit(module, train_dataloaders=DataLoader(groups, batch_size=2, collate_fn=list))
-    assert module.embeddings.stats.misses == 2  # the two prefilled entries: the fit itself encoded nothing
-    assert torch.isfinite(trainer.callback_metrics["train/loss_step"])
+    assert module.encoder_calls == 0
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss_step"])
+    assert {"train/loss_epoch", "train/loss_mask", "train/loss_iou"} <= set(metrics)
+    assert metrics["train/loss_epoch"] != metrics["train/loss_mask"]  # the IoU head's term is in the loss
     after = list(module.sam.mask_decoder.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+def test_each_loss_term_is_the_mean_over_the_batch_masks(module):
+    """Every term (``loss``, ``loss_mask``, ``loss_iou``) weighs each group by its number of masks."""
+    module.eval()
+    a, b = group("a", n=3), group("b", n=1, seed=1)
+    with torch.no_grad():
+        both, _ = module.model_step([a, b], "train")
+        alone = [module.model_step([g], "train")[0] for g in (a, b)]
+    assert set(both) == {"loss", "loss_mask", "loss_iou"}
+    for name, value in both.items():
+        assert torch.allclose(value, (3 * alone[0][name] + alone[1][name]) / 4, atol=1e-6), name
+    assert torch.allclose(both["loss"], both["loss_mask"] + module.loss.iou_head_weight * both["loss_iou"])
 
 
 def with_points(g: dict, count: int = 2) -> dict:
@@ -141,7 +180,8 @@ def test_one_batched_decoder_call_gives_what_a_call_per_image_gives(compose_cfg)
         module = instantiate(compose_cfg(f"module.decoder_batching={batching}").module)
         module.train()
         decoded = module.decode_batch(batch)
-        loss, _ = module.model_step(batch, "train")
+        terms, _ = module.model_step(batch, "train")
+        loss = terms["loss"]
         loss.backward()
         grads = [p.grad.clone() for p in module.sam.mask_decoder.parameters() if p.grad is not None]
         results[batching] = (decoded, loss.detach(), grads)
