@@ -1,6 +1,8 @@
-"""Bad scans, found before anything big runs: a missing, empty, corrupt or non-image file, or ground truth of
-another size than its scan. ``data.on_bad_file=skip`` (default) leaves the scan out with a warning and counts
-it in the report; ``raise`` stops with one line. Both name the file(s) and the fix.
+"""Bad input files, found before anything big runs, and the one policy every source applies to them
+(``data.on_bad_file``): ``skip`` (default) leaves the image out, warns about the first ``SHOWN`` bad files one by
+one and counts the rest in one line (all of them are in ``metrics.json`` -> ``data.bad_files``); ``raise`` stops
+with one line naming the first bad file and the fix. Each source finds its own problems (StaVer: a scan's three
+files; COCO and folders: images, label images and annotations) and reports them through ``report_problems``.
 """
 
 from __future__ import annotations
@@ -8,25 +10,45 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import exif_orientation
 
-if TYPE_CHECKING:  # staver.py imports this module
-    from samlit.data.staver import ScanFiles
-
 log = logging.getLogger(__name__)
 POLICIES = ("skip", "raise")
 ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
+SHOWN = 5  # bad files warned one by one; the rest are counted in one line (all of them are in metrics.json)
+
+
 @dataclass(frozen=True)
-class BadScan:
+class BadFile:
+    """An image left out (``key``; ``"?"`` when the problem has no image, e.g. a stray annotation) and why
+    (``problem``, naming the file(s))."""
+
     key: str
-    problem: str  # names the file(s)
+    problem: str
+
+
+def check_policy(on_bad_file: str) -> None:
+    """One line for a ``data.on_bad_file`` that is not a policy."""
+    if on_bad_file not in POLICIES:
+        raise SamlitError(f"data.on_bad_file={on_bad_file!r} must be one of {', '.join(POLICIES)}")
+
+
+def report_problems(problems: list[BadFile], *, on_bad_file: str) -> None:
+    """Warn about each of ``problems`` (the first ``SHOWN``, then a count), or raise the first one as one line
+    with ``on_bad_file="raise"``."""
+    check_policy(on_bad_file)
+    if problems and on_bad_file == "raise":
+        raise SamlitError(f"{problems[0].problem}; fix it, or pass data.on_bad_file=skip to leave it out")
+    for bad in problems[:SHOWN]:
+        log.warning("%s (data.on_bad_file=skip)", bad.problem)
+    if len(problems) > SHOWN:
+        log.warning("... and %d more left out (all of them: data.bad_files in metrics.json)", len(problems) - SHOWN)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -41,47 +63,15 @@ def image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             size = image.size
             image.verify()  # must come first: reading the EXIF consumes the file
-        orientation = _orientation(path)
+        turned = orientation(path)
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image") from None
     except (OSError, SyntaxError, ValueError) as error:  # Pillow's words for corrupt/truncated data
         raise ValueError(f"{path} is corrupt ({error})") from None
-    return size[::-1] if orientation in ROTATED else size
+    return size[::-1] if turned in ROTATED else size
 
 
-def _orientation(path: Path) -> int:
+def orientation(path: Path) -> int:
+    """The EXIF orientation of an image file (1 = upright)."""
     with Image.open(path) as image:
         return exif_orientation(image)
-
-
-def scan_problem(files: ScanFiles) -> str | None:
-    """What is wrong with a scan's three files, or ``None``."""
-    try:
-        sizes = {path: image_size(path) for path in (files.scan, files.pixel_gt, files.region_map)}
-    except ValueError as error:
-        return str(error)
-    (w, h) = sizes[files.scan]
-    for path in (files.pixel_gt, files.region_map):
-        if sizes[path] != (w, h):
-            w2, h2 = sizes[path]
-            turned = [f"{p} carries EXIF orientation {o}" for p in (files.scan, path) if (o := _orientation(p)) > 1]
-            note = f" ({'; '.join(turned)}, applied when read)" if turned else ""
-            return f"size mismatch: scan {files.scan} is {w}x{h} px but {path} is {w2}x{h2} px{note}"
-    return None
-
-
-def check_scans(files: list[ScanFiles], *, on_bad_file: str) -> tuple[list[ScanFiles], list[BadScan]]:
-    """Split ``files`` into good scans and bad ones, by ``data.on_bad_file`` (``skip`` | ``raise``)."""
-    if on_bad_file not in POLICIES:
-        raise SamlitError(f"data.on_bad_file={on_bad_file!r} must be one of {', '.join(POLICIES)}")
-    good, bad = [], []
-    for scan in files:
-        problem = scan_problem(scan)
-        if problem is None:
-            good.append(scan)
-        elif on_bad_file == "raise":
-            raise SamlitError(f"{problem}; fix or remove scan {scan.key}, or pass data.on_bad_file=skip")
-        else:
-            log.warning("skipping scan %s: %s (data.on_bad_file=skip)", scan.key, problem)
-            bad.append(BadScan(key=scan.key, problem=problem))
-    return good, bad

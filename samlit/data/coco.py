@@ -23,13 +23,12 @@ from pycocotools import mask as coco_mask
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import read_rgb
-from samlit.data.checks import BadScan
+from samlit.data.checks import BadFile, report_problems
 from samlit.data.instances import (
     IMAGE_SUFFIXES,
     image_problem,
     instance_census,
     instance_sample,
-    report_problems,
     warn_orientation,
 )
 from samlit.data.sample import StampCensus, StampSample
@@ -89,7 +88,7 @@ class CocoSource:
         self.categories = list(categories) if categories else None
         self.box_source = box_source
         self.min_area = min_area
-        self.problems: list[BadScan] = []
+        self.problems: list[BadFile] = []
         self.empty: list[str] = []  # annotations whose mask decodes to no pixel (found by census)
         self.stats: Counter[str] = Counter()
         self.per_category: Counter[str] = Counter()
@@ -116,7 +115,7 @@ class CocoSource:
                     if record.key in records:
                         other = records[record.key].path
                         self.problems.append(
-                            BadScan(
+                            BadFile(
                                 record.key,
                                 f"{other} and {record.path} share the stem {record.key!r}: {record.path} left out",
                             )
@@ -137,7 +136,7 @@ class CocoSource:
         for entry in data["images"]:
             if not isinstance(entry, dict) or "id" not in entry or not entry.get("file_name"):
                 self.problems.append(
-                    BadScan("?", f"{path}: image entry {str(entry)[:80]} has no id or file_name: left out")
+                    BadFile("?", f"{path}: image entry {str(entry)[:80]} has no id or file_name: left out")
                 )
                 continue
             images[entry["id"]] = entry
@@ -145,11 +144,11 @@ class CocoSource:
         for ann in data["annotations"]:
             where = f"{path}: annotation {ann.get('id', '?') if isinstance(ann, dict) else ann!r}"
             if not isinstance(ann, dict):
-                self.problems.append(BadScan("?", f"{where} is not an object: left out"))
+                self.problems.append(BadFile("?", f"{where} is not an object: left out"))
                 continue
             if ann.get("image_id") not in images:
                 self.problems.append(
-                    BadScan("?", f"{where} has image_id {ann.get('image_id')!r}, which no image has: left out")
+                    BadFile("?", f"{where} has image_id {ann.get('image_id')!r}, which no image has: left out")
                 )
                 continue
             category = names.get(ann.get("category_id"), str(ann.get("category_id")))
@@ -162,7 +161,7 @@ class CocoSource:
             image = images[ann["image_id"]]
             problem = annotation_problem(ann, width=image.get("width"), height=image.get("height"))
             if problem:
-                self.problems.append(BadScan("?", f"{where} ({image['file_name']}): {problem}: left out"))
+                self.problems.append(BadFile("?", f"{where} ({image['file_name']}): {problem}: left out"))
                 continue
             self.per_category[category] += 1
             kept[ann["image_id"]].append(
@@ -197,13 +196,13 @@ class CocoSource:
             if p.is_file() and p.resolve() not in used
         ]
 
-    def check(self, records: list[CocoRecord], *, on_bad_file: str) -> tuple[list[CocoRecord], list[BadScan]]:
+    def check(self, records: list[CocoRecord], *, on_bad_file: str) -> tuple[list[CocoRecord], list[BadFile]]:
         bad = list(self.problems)
         good = []
         for record in records:
             problem = image_problem(record.path, expected=record.size, what=f"{record.json}")
             if problem:
-                bad.append(BadScan(record.key, problem))
+                bad.append(BadFile(record.key, problem))
             else:
                 good.append(record)
         report_problems(bad, on_bad_file=on_bad_file)

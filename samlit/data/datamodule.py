@@ -21,12 +21,10 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from samlit.core.digests import FileDigests
 from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
-from samlit.data.checks import BadScan
-from samlit.data.crops import check_crop
-from samlit.data.dataset import EpochSampler, PrepareDataset, StampDataset, collate_samples
-from samlit.data.items import ItemSpec, make_sample
+from samlit.data.checks import BadFile
+from samlit.data.dataset import EpochSampler, ItemSpec, PrepareDataset, StampDataset, collate_samples, make_sample
+from samlit.data.frame import check_crop, frame_image
 from samlit.data.prompts import PromptSampler
-from samlit.data.sam_frame import frame_image
 from samlit.data.sample import StampCensus
 from samlit.data.source import Source
 from samlit.data.splits import split_keys
@@ -50,7 +48,7 @@ class StampDataModule(L.LightningDataModule):
         prompts: training prompts (``data.prompts``: box jitter, points); val and test get the exact boxes.
         augment: training image views. on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad file.
         crop, crop_margin: the frame each instance is seen through: ``none`` = the image, ``box`` = one item per
-            instance, cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.crops``).
+            instance, cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.frame``).
         store: where the prepared entries are (the ``cache`` group, ``samlit.data.store.Store``); ``None`` or mode
             ``none``: every item is made from its files at every fetch and carries its image (the baseline).
         pin_memory: page-locked batches for faster host-to-GPU copies (``None``: when CUDA is available).
@@ -98,7 +96,7 @@ class StampDataModule(L.LightningDataModule):
         self.crop_margin = crop_margin
         self.splits: dict[str, list[Any]] = {}
         self.num_without_stamp = 0
-        self.bad_scans: list[BadScan] = []
+        self.bad_scans: list[BadFile] = []
         self.stray_files: list[str] = []
         self.census: dict[str, StampCensus] = {}
         self.stamps: dict[str, int] = {}  # instances with ink per image key

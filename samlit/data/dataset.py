@@ -3,9 +3,11 @@ through a crop around its box (``data.crop=box``); the sampler that keys items b
 
 ``StampDataset`` reads prepared entries from the store (``samlit.data.store``) and never writes: each group carries
 its frame's ``embedding``, so the embedding is read in the loader's workers and pinned by the loader. Without a
-store (``cache=none``, the baseline) it makes each item from its files (``samlit.data.items.make_item``) and the
+store (``cache=none``, the baseline) it makes each item from its files (``make_item``) and the
 group carries the frame ``image`` instead. ``PrepareDataset`` is what the prepare stage walks through: the items
-whose entries are missing, made from their files.
+whose entries are missing, made from their files. ``make_item`` is the one function that makes an item from its
+files (the page or one instance's crop, in one augmentation view, in SAM's frame): the prepare stage, the
+``cache=none`` baseline and the run layer's figures (``make_sample``) all go through it.
 
 An item's random choices (augmentation view, box jitter, points) are a function of (seed, epoch, index) alone,
 never of the global RNG, so they do not depend on when or where the item is fetched (prefetching, workers, a
@@ -15,19 +17,76 @@ resumed run). The keys of a group: ``samlit.core.batch.Group``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
 from samlit.core.batch import Group
+from samlit.core.digests import image_digest
 from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
-from samlit.data.items import ItemSpec, make_item
+from samlit.data.frame import crop_stamp, frame_prompts, frame_targets
 from samlit.data.prompts import PromptSampler
-from samlit.data.sam_frame import frame_prompts
-from samlit.data.sample import StampSample
-from samlit.data.store import PackedMasks, Store
+from samlit.data.sample import StampSample, with_ink
+from samlit.data.store import PackedMasks, PreparedItem, Store
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """Which item: record ``record`` (an index into the dataset's records), ``instance`` (``None``: the page; i: the
+    crop of instance i) and augmentation ``view`` (0 = the image itself)."""
+
+    record: int
+    instance: int | None
+    view: int
+
+
+def make_sample(
+    read: Callable[[Any], StampSample],
+    record: Any,
+    *,
+    instance: int | None,
+    view: int,
+    augment: ImageViews | None,
+    margin: float,
+) -> tuple[StampSample, tuple[int, int, int, int] | None]:
+    """Read ``record`` and make one item's sample: the page (``instance`` None) or instance ``instance``'s crop
+    (margin ``margin``, ``samlit.data.frame``), in augmentation view ``view``, instances without ink dropped; and
+    where the crop sits on the page (``None`` for a page)."""
+    sample = read(record)
+    if instance is None:
+        sample = augment(sample, view=view) if view else sample
+        return with_ink(sample), None
+    sample, window = crop_stamp(with_ink(sample), instance, margin=margin)
+    return (with_ink(augment(sample, view=view)) if view else sample), window
+
+
+def make_item(
+    read: Callable[[Any], StampSample],
+    record: Any,
+    *,
+    instance: int | None,
+    view: int,
+    augment: ImageViews | None,
+    margin: float,
+) -> tuple[PreparedItem, torch.Tensor]:
+    """``make_sample`` in SAM's frame: the prepared item (no features) and its frame image (3, h, w) uint8, what
+    the image encoder sees."""
+    sample, window = make_sample(read, record, instance=instance, view=view, augment=augment, margin=margin)
+    frame = frame_targets(sample)
+    item = PreparedItem(
+        key=frame["key"],
+        image_digest=image_digest(frame["image"]),
+        boxes=sample.boxes,
+        masks=PackedMasks.pack(sample.masks),
+        low_res_targets=frame["low_res_targets"],
+        original_size=frame["original_size"],
+        input_size=frame["input_size"],
+        crop_box=window,
+    )
+    return item, frame["image"]
 
 
 class StampDataset(Dataset):

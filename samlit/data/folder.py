@@ -21,12 +21,11 @@ from PIL import Image
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import IMAGE_SUFFIXES, read_rgb
-from samlit.data.checks import BadScan
+from samlit.data.checks import BadFile, report_problems
 from samlit.data.instances import (
     image_problem,
     instance_census,
     instance_sample,
-    report_problems,
     warn_orientation,
 )
 from samlit.data.sample import StampCensus, StampSample
@@ -94,12 +93,12 @@ class FolderSource:
                     stray.append(f"{path}: {'a folder' if path.is_dir() else why}")
         return stray
 
-    def check(self, records: list[FolderRecord], *, on_bad_file: str) -> tuple[list[FolderRecord], list[BadScan]]:
+    def check(self, records: list[FolderRecord], *, on_bad_file: str) -> tuple[list[FolderRecord], list[BadFile]]:
         good, bad, seen = [], [], {}
         for record in records:
             problem = self._problem(record, seen)
             if problem:
-                bad.append(BadScan(record.key, problem))
+                bad.append(BadFile(record.key, problem))
             else:
                 good.append(record)
                 seen[record.key] = record.image

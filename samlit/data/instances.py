@@ -10,26 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from samlit.core.errors import SamlitError
 from samlit.core.images import IMAGE_SUFFIXES, exif_orientation
-from samlit.data.checks import POLICIES, BadScan, image_size
+from samlit.data.checks import image_size
 from samlit.data.sample import StampCensus, StampSample, canonical_order, tight_boxes
 
 log = logging.getLogger(__name__)
-SHOWN = 5  # bad inputs warned one by one; the rest are counted in one line (all of them are in metrics.json)
-
-
-def report_problems(problems: list[BadScan], *, on_bad_file: str) -> None:
-    """Warn about each of ``problems`` (the first ``SHOWN``, then a count), or raise the first one as one line
-    with ``on_bad_file="raise"``."""
-    if on_bad_file not in POLICIES:
-        raise SamlitError(f"data.on_bad_file={on_bad_file!r} must be one of {', '.join(POLICIES)}")
-    if problems and on_bad_file == "raise":
-        raise SamlitError(f"{problems[0].problem}; fix it, or pass data.on_bad_file=skip to leave it out")
-    for bad in problems[:SHOWN]:
-        log.warning("%s (data.on_bad_file=skip)", bad.problem)
-    if len(problems) > SHOWN:
-        log.warning("... and %d more left out (all of them: data.bad_files in metrics.json)", len(problems) - SHOWN)
 
 
 def image_problem(path: Path, *, expected: tuple[int, int] | None, what: str) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from samlit.data.checks import BadScan
+from samlit.data.checks import BadFile
 from samlit.data.sample import StampCensus, StampSample
 
 
@@ -29,7 +29,7 @@ class Source(Protocol):
     def stray(self, records: list[Any]) -> list[str]:
         """Files of the data folders that no record uses, each as ``"<path>: <why>"``."""
 
-    def check(self, records: list[Any], *, on_bad_file: str) -> tuple[list[Any], list[BadScan]]:
+    def check(self, records: list[Any], *, on_bad_file: str) -> tuple[list[Any], list[BadFile]]:
         """Good records and bad ones (warned, or one-line ``SamlitError`` with ``on_bad_file="raise"``)."""
 
     def census(self, record: Any) -> StampCensus:

@@ -25,7 +25,7 @@ import numpy as np
 
 from samlit.core.errors import SamlitError
 from samlit.core.images import read_gray, read_rgb
-from samlit.data.checks import check_scans
+from samlit.data.checks import BadFile, check_policy, image_size, orientation, report_problems
 from samlit.data.ground_truth import fill_holes, foreground
 from samlit.data.sample import StampCensus, StampSample
 
@@ -201,6 +201,39 @@ def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarra
     if image.shape[:2] != other.shape[:2]:
         (h, w), (h2, w2) = image.shape[:2], other.shape[:2]
         raise SamlitError(f"size mismatch: {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
+
+
+def scan_problem(files: ScanFiles) -> str | None:
+    """What is wrong with a scan's three files, or ``None``."""
+    try:
+        sizes = {path: image_size(path) for path in (files.scan, files.pixel_gt, files.region_map)}
+    except ValueError as error:
+        return str(error)
+    (w, h) = sizes[files.scan]
+    for path in (files.pixel_gt, files.region_map):
+        if sizes[path] != (w, h):
+            w2, h2 = sizes[path]
+            turned = [f"{p} carries EXIF orientation {o}" for p in (files.scan, path) if (o := orientation(p)) > 1]
+            note = f" ({'; '.join(turned)}, applied when read)" if turned else ""
+            return f"size mismatch: scan {files.scan} is {w}x{h} px but {path} is {w2}x{h2} px{note}"
+    return None
+
+
+def check_scans(files: list[ScanFiles], *, on_bad_file: str) -> tuple[list[ScanFiles], list[BadFile]]:
+    """Split ``files`` into good scans and bad ones, by ``data.on_bad_file`` (``skip`` | ``raise``,
+    ``samlit.data.checks.report_problems``)."""
+    check_policy(on_bad_file)
+    good, bad = [], []
+    for scan in files:
+        problem = scan_problem(scan)
+        if problem is None:
+            good.append(scan)
+        else:
+            bad.append(BadFile(key=scan.key, problem=f"scan {scan.key}: {problem}"))
+            if on_bad_file == "raise":
+                break
+    report_problems(bad, on_bad_file=on_bad_file)
+    return good, bad
 
 
 class StaverSource:

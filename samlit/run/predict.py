@@ -30,9 +30,8 @@ from segment_anything.modeling import Sam
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.core.images import IMAGE_SUFFIXES, read_rgb, write_png
-from samlit.data.crops import check_crop, crop_box, paste
+from samlit.data.frame import check_crop, crop_box, paste, to_sam_frame
 from samlit.data.prompts import clip_boxes
-from samlit.data.sam_frame import to_sam_frame
 from samlit.data.sample import StampSample
 from samlit.model.sam import decode_prompts, encode_image
 from samlit.run.figures import PRED_COLOUR, overlay

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from samlit.core.errors import SamlitError
-from samlit.data.checks import check_scans
 from samlit.data.datamodule import StampDataModule
-from samlit.data.staver import StaverSource, find_scans
+from samlit.data.staver import StaverSource, check_scans, find_scans
 from samlit.data.synthetic import generate_synthetic_staver
 
 NUM_SCANS, SIZE = 12, 96
@@ -46,7 +45,7 @@ def test_bad_scans_are_skipped_named_and_counted(broken, caplog):
     assert len(good) == NUM_SCANS - 5 and [b.key for b in bad] == sorted(named)
     for b in bad:
         assert named[b.key] in b.problem  # the file itself, by path
-        assert named[b.key] in caplog.text and f"skipping scan {b.key}" in caplog.text
+        assert named[b.key] in caplog.text and f"scan {b.key}: " in caplog.text
     mismatch = next(b for b in bad if "size mismatch" in b.problem)
     assert f"{SIZE}" in mismatch.problem and "40x" in mismatch.problem  # both sizes, both files
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from samlit.data.frame import LOW_RES, to_sam_frame
 from samlit.data.prompts import jitter_boxes
-from samlit.data.sam_frame import LOW_RES, to_sam_frame
 from samlit.data.sample import StampSample
 from samlit.data.staver import find_scans, stamp_census
 from samlit.run.setup import build_datamodule

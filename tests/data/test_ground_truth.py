@@ -13,10 +13,9 @@ import pytest
 from PIL import Image
 
 from samlit.core.images import read_gray, read_rgb
-from samlit.data.checks import check_scans
 from samlit.data.datamodule import StampDataModule
 from samlit.data.ground_truth import fill_holes, foreground
-from samlit.data.staver import StaverSource, count_stamps, find_scans, read_scan, stamp_census
+from samlit.data.staver import StaverSource, check_scans, count_stamps, find_scans, read_scan, stamp_census
 from samlit.data.synthetic import generate_synthetic_staver
 
 SIZE = 160

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
+from samlit.data.frame import to_sam_frame
 from samlit.data.prompts import sample_points
-from samlit.data.sam_frame import to_sam_frame
 from samlit.data.sample import StampSample
 from samlit.model.sam import encode_image
 from samlit.run.setup import build_datamodule

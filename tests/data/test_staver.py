@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from samlit.core.errors import SamlitError
-from samlit.data.checks import check_scans
-from samlit.data.staver import ScanFiles, count_stamps, find_scans, read_regions, read_scan
+from samlit.data.staver import ScanFiles, check_scans, count_stamps, find_scans, read_regions, read_scan
 from samlit.data.synthetic import generate_synthetic_staver, render_scan
 
 SEED, SIZE, NUM_SCANS = 4, 128, 16

@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from samlit.data.items import make_item
+from samlit.data.dataset import make_item
 from samlit.data.sample import StampSample
 from samlit.data.store import Store
 from samlit.model.fingerprint import encoder_fingerprint, sam_fingerprint

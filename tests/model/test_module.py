@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from samlit.core.digests import image_digest
 from samlit.core.errors import SamlitError
-from samlit.data.sam_frame import to_sam_frame
+from samlit.data.frame import to_sam_frame
 from samlit.data.sample import StampSample
 
 

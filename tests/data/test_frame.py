@@ -8,7 +8,7 @@ import torch
 
 from samlit.core.errors import SamlitError
 from samlit.core.masks import mask_scores
-from samlit.data.crops import crop_box, crop_stamp, paste
+from samlit.data.frame import crop_box, crop_stamp, paste
 from samlit.data.sample import StampSample, with_ink
 from samlit.data.staver import read_scan
 from samlit.run.setup import build_datamodule
