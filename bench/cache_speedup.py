@@ -20,13 +20,13 @@ import lightning as L
 import torch
 from harness import Timer, bare_trainer, make_tuner, training_scans
 
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.store import Store
 from samlit.model.module import SamFineTuner
 from samlit.run.prepare import prepare
 
 
-def epoch_seconds(tuner: SamFineTuner, datamodule: StampDataModule, store: Store | None) -> float:
+def epoch_seconds(tuner: SamFineTuner, datamodule: InstanceDataModule, store: Store | None) -> float:
     datamodule.store = store
     timer = Timer()
     L.seed_everything(0, verbose=False)

@@ -19,12 +19,11 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import open_dict
-from samlit.data.ceiling import frame_ceiling
 
-from samlit.data.dataset import StampDataset
 from samlit.launch import resolvers  # noqa: F401  (the configs' resolvers)
+from samlit.run.ceiling import frame_ceiling
+from samlit.run.setup import build_datamodule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -40,18 +39,19 @@ def main() -> None:
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path.cwd())
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
+    datamodule.store = None  # every item made from its files: the oracle needs no embedding
     datamodule.prepare_data()
     datamodule.setup("fit")
     splits = ["train", "val", "test"] if args.split == "all" else [args.split]
     files = [f for s in splits for f in datamodule.splits[s]]
-    stamps = [datamodule.stamps[f.key] for f in files]
+    stamps = [datamodule.instances[f.key] for f in files]
     print(f"data: {datamodule.root} ({len(files)} scans of split {args.split}, {sum(stamps)} stamps)")
     frames = [("page", "none", 0.0)] + [(f"crop m={m}", "box", float(m)) for m in args.margins.split(",")]
     for name, crop, margin in frames:
         start = time.perf_counter()
-        dataset = StampDataset(files, read=datamodule.source.read, crop=crop, crop_margin=margin, stamps=stamps)
-        ceiling = frame_ceiling(dataset)
+        datamodule.crop_margin, datamodule.splits = margin, {"all": files}
+        ceiling = frame_ceiling(datamodule.dataset("all", train=False, crop=crop))
         print(
             f"{name:>12}: oracle IoU {ceiling['iou']:.4f} at threshold {ceiling['threshold']:.2f} over "
             f"{ceiling['n_masks']} masks ({time.perf_counter() - start:.1f} s)"

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.prompts import PromptSampler
 from samlit.data.staver import count_stamps
 from samlit.data.synthetic import SyntheticSource
@@ -25,10 +25,10 @@ from samlit.model.sam import build_sam
 
 def training_scans(
     root: Path, *, num_scans: int, image_size: int, stamps: int | None = None, **data: Any
-) -> StampDataModule:
+) -> InstanceDataModule:
     """A datamodule whose train split holds exactly ``num_scans`` synthetic scans with stamps (exactly ``stamps``
-    each when given; val/test empty); ``data``: other ``StampDataModule`` arguments (crop, store...)."""
-    datamodule = StampDataModule(
+    each when given; val/test empty); ``data``: other ``InstanceDataModule`` arguments (crop, store...)."""
+    datamodule = InstanceDataModule(
         # some generated scans carry no stamp
         source=SyntheticSource(root=root, num_scans=num_scans * 4 + 4, image_size=image_size),
         val_fraction=0.0,

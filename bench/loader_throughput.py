@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from harness import Timer, bare_trainer, make_tuner
 
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.store import Store
 from samlit.data.synthetic import SyntheticSource
 from samlit.model.losses import DiceLoss
@@ -40,10 +40,10 @@ from samlit.model.sam import build_sam, decode_prompts
 from samlit.run.prepare import prepare
 
 
-def pages(root: Path, *, scans: int, size: int, crop: str, num_workers: int, store: bool) -> StampDataModule:
+def pages(root: Path, *, scans: int, size: int, crop: str, num_workers: int, store: bool) -> InstanceDataModule:
     """``scans`` generated pages of long side ``size`` (written once under ``root``), all in the train split; with
     ``store``, the store ``root/store<size>``, prepared (the tiny SAM's embeddings)."""
-    datamodule = StampDataModule(
+    datamodule = InstanceDataModule(
         source=SyntheticSource(root=root / f"px{size}", num_scans=scans, image_size=size),
         val_fraction=0.0,
         test_fraction=0.0,

@@ -19,7 +19,7 @@ import numpy as np
 
 from samlit.core.errors import SamlitError
 from samlit.core.seeds import stable_hash
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 
 
 def view_seed(*, seed: int, key: str, view: int) -> int:
@@ -57,7 +57,7 @@ class ImageViews:
             self._identity = f"albumentations {A.__version__}; seed {self.seed}; {pipeline}"
         return self._identity
 
-    def __call__(self, sample: StampSample, *, view: int) -> StampSample:
+    def __call__(self, sample: InstanceSample, *, view: int) -> InstanceSample:
         """View ``view`` (0..views) of ``sample``: image (H', W', 3) uint8, masks (N', H', W') bool, boxes (N', 4).
         Stamps pushed out of the image are dropped (N' <= N)."""
         if view == 0 or not self.pipeline.transforms:

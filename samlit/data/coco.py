@@ -31,7 +31,7 @@ from samlit.data.instances import (
     instance_sample,
     warn_orientation,
 )
-from samlit.data.sample import StampCensus, StampSample
+from samlit.data.sample import InstanceCensus, InstanceSample
 
 log = logging.getLogger(__name__)
 BOX_SOURCES = ("mask", "annotation")
@@ -220,13 +220,13 @@ class CocoSource:
         settings = {"source": "coco", "box_source": self.box_source, "min_area": self.min_area}
         return [record.path], {**settings, "size": record.size, "annotations": record.annotations}
 
-    def census(self, record: CocoRecord) -> StampCensus:
+    def census(self, record: CocoRecord) -> InstanceCensus:
         areas = [int(m.sum()) for m in self.masks(record)]
         empty = [a for a, n in zip(record.annotations, areas, strict=True) if not n]
         self.empty += [f"annotation {a['id']} of {record.path.name}" for a in empty]
         return instance_census(areas, min_area=self.min_area)
 
-    def read(self, record: CocoRecord) -> StampSample:
+    def read(self, record: CocoRecord) -> InstanceSample:
         boxes = None
         if self.box_source == "annotation":
             width, height = record.size
@@ -237,13 +237,13 @@ class CocoSource:
             record.key, read_rgb(record.path), self.masks(record), min_area=self.min_area, boxes=boxes
         )
 
-    def warn(self, census: Iterable[StampCensus]) -> None:
+    def warn(self, census: Iterable[InstanceCensus]) -> None:
         if self.empty:
             shown = ", ".join(self.empty[:3]) + (", ..." if len(self.empty) > 3 else "")
             log.warning("%d annotations have an empty mask (their segmentation covers no pixel): %s left out",
                         len(self.empty), shown)  # fmt: skip
 
-    def counts(self, census: Iterable[StampCensus]) -> dict[str, Any]:
+    def counts(self, census: Iterable[InstanceCensus]) -> dict[str, Any]:
         return {
             "source": "coco",
             "instances_per_category": dict(sorted(self.per_category.items())),

@@ -1,6 +1,6 @@
-"""The one LightningDataModule (``StampDataModule``) over any ``Source`` (a nested ``data.source`` config node:
+"""The one LightningDataModule (``InstanceDataModule``) over any ``Source`` (a nested ``data.source`` config node:
 StaVer, generated scans in its layout, COCO instance JSON, image/label folders): it finds and checks the images,
-splits them, names every item's store entry, and hands out ``StampDataset`` loaders that read those entries
+splits them, names every item's store entry, and hands out ``ItemDataset`` loaders that read those entries
 (``samlit.data.dataset``). It never writes the store: the prepare stage (``samlit.run.prepare``) does, over
 ``prepare_dataset``."""
 
@@ -22,10 +22,10 @@ from samlit.core.digests import FileDigests
 from samlit.core.errors import SamlitError
 from samlit.data.augment import ImageViews
 from samlit.data.checks import BadFile
-from samlit.data.dataset import EpochSampler, ItemSpec, PrepareDataset, StampDataset, collate_samples, make_sample
+from samlit.data.dataset import EpochSampler, ItemDataset, ItemSpec, PrepareDataset, collate_samples, make_sample
 from samlit.data.frame import check_crop, frame_image
 from samlit.data.prompts import PromptSampler
-from samlit.data.sample import StampCensus
+from samlit.data.sample import InstanceCensus
 from samlit.data.source import Source
 from samlit.data.splits import split_keys
 from samlit.data.store import FILE_INDEX, Store, entry_key
@@ -33,7 +33,7 @@ from samlit.data.store import FILE_INDEX, Store, entry_key
 log = logging.getLogger(__name__)
 
 
-class StampDataModule(L.LightningDataModule):
+class InstanceDataModule(L.LightningDataModule):
     """Images with instances from a ``Source`` (StaVer, COCO, image/label folders), split deterministically into
     train / val / test by image stem and ``seed`` (or by the source's own split).
 
@@ -98,8 +98,8 @@ class StampDataModule(L.LightningDataModule):
         self.num_without_stamp = 0
         self.bad_scans: list[BadFile] = []
         self.stray_files: list[str] = []
-        self.census: dict[str, StampCensus] = {}
-        self.stamps: dict[str, int] = {}  # instances with ink per image key
+        self.census: dict[str, InstanceCensus] = {}
+        self.instances: dict[str, int] = {}  # instances with ink per image key
         self.store = store if store is not None and store.enabled else None
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.features: str | None = None  # the frozen model's features tag (Store.features_tag), set by the run
@@ -121,9 +121,9 @@ class StampDataModule(L.LightningDataModule):
                         len(self.stray_files), self.root, shown)  # fmt: skip
         files, self.bad_scans = self.source.check(found, on_bad_file=self.on_bad_file)
         self.census = {f.key: self.source.census(f) for f in files}
-        self.stamps = {key: census.stamps for key, census in self.census.items()}
+        self.instances = {key: census.instances for key, census in self.census.items()}
         self.source.warn(self.census.values())
-        with_stamp = [f for f in files if self.stamps[f.key] > 0]
+        with_stamp = [f for f in files if self.instances[f.key] > 0]
         self.num_without_stamp = len(files) - len(with_stamp)
         if not with_stamp:
             census = self.census.values()
@@ -167,7 +167,7 @@ class StampDataModule(L.LightningDataModule):
             "regions_below_min_area": sum(c.below_min_area for c in self.census.values()),
             **self.source.counts(self.census.values()),
             **{f"{name}_scans": len(files) for name, files in self.splits.items()},
-            **{f"{name}_stamps": sum(self.stamps[f.key] for f in files) for name, files in self.splits.items()},
+            **{f"{name}_stamps": sum(self.instances[f.key] for f in files) for name, files in self.splits.items()},
             "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
             "crop": self.crop,
             "crop_margin": self.crop_margin if self.crop == "box" else None,
@@ -182,7 +182,7 @@ class StampDataModule(L.LightningDataModule):
         """(record index, instance index or ``None``) of every item of ``split``: one per image, or per instance
         with ``crop=box`` (``crop``: another frame than the run's)."""
         if (crop or self.crop) == "box":
-            return [(i, s) for i, f in enumerate(self.splits[split]) for s in range(self.stamps[f.key])]
+            return [(i, s) for i, f in enumerate(self.splits[split]) for s in range(self.instances[f.key])]
         return [(i, None) for i in range(len(self.splits[split]))]
 
     def entry_keys(
@@ -211,13 +211,11 @@ class StampDataModule(L.LightningDataModule):
             )
         return keys
 
-    def dataset(
-        self, split: str, *, train: bool, crop: str | None = None, features: str | None = "run"
-    ) -> StampDataset:
+    def dataset(self, split: str, *, train: bool, crop: str | None = None, features: str | None = "run") -> ItemDataset:
         """The items of ``split``: training items draw a view and jittered prompts; val / test get view 0 and
         the exact boxes. ``crop``, ``features``: see ``entry_keys``."""
         crop = crop or self.crop
-        return StampDataset(
+        return ItemDataset(
             self.splits[split],
             read=self.source.read,
             items=self.items(split, crop=crop),

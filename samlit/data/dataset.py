@@ -1,7 +1,7 @@
 """Datasets of items in SAM's frame, one per image (all its instances, ``data.crop=none``) or one per instance seen
 through a crop around its box (``data.crop=box``); the sampler that keys items by epoch; the collate.
 
-``StampDataset`` reads prepared entries from the store (``samlit.data.store``) and never writes: each group carries
+``ItemDataset`` reads prepared entries from the store (``samlit.data.store``) and never writes: each group carries
 its frame's ``embedding``, so the embedding is read in the loader's workers and pinned by the loader. Without a
 store (``cache=none``, the baseline) it makes each item from its files (``make_item``) and the
 group carries the frame ``image`` instead. ``PrepareDataset`` is what the prepare stage walks through: the items
@@ -29,7 +29,7 @@ from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
 from samlit.data.frame import crop_stamp, frame_prompts, frame_targets
 from samlit.data.prompts import PromptSampler
-from samlit.data.sample import StampSample, with_ink
+from samlit.data.sample import InstanceSample, with_ink
 from samlit.data.store import PackedMasks, PreparedItem, Store
 
 
@@ -44,14 +44,14 @@ class ItemSpec:
 
 
 def make_sample(
-    read: Callable[[Any], StampSample],
+    read: Callable[[Any], InstanceSample],
     record: Any,
     *,
     instance: int | None,
     view: int,
     augment: ImageViews | None,
     margin: float,
-) -> tuple[StampSample, tuple[int, int, int, int] | None]:
+) -> tuple[InstanceSample, tuple[int, int, int, int] | None]:
     """Read ``record`` and make one item's sample: the page (``instance`` None) or instance ``instance``'s crop
     (margin ``margin``, ``samlit.data.frame``), in augmentation view ``view``, instances without ink dropped; and
     where the crop sits on the page (``None`` for a page)."""
@@ -64,7 +64,7 @@ def make_sample(
 
 
 def make_item(
-    read: Callable[[Any], StampSample],
+    read: Callable[[Any], InstanceSample],
     record: Any,
     *,
     instance: int | None,
@@ -89,11 +89,11 @@ def make_item(
     return item, frame["image"]
 
 
-class StampDataset(Dataset):
+class ItemDataset(Dataset):
     """Items in SAM's frame with their prompts.
 
     Args:
-        records: the images' records (``samlit.data.source``); read: a record -> its ``StampSample`` (the source's).
+        records: the images' records (``samlit.data.source``); read: a record -> its ``InstanceSample`` (the source's).
         items: (record index, instance index or ``None`` for the page) per item.
         views: augmentation views per item besides the image itself; each fetch draws one of ``views + 1``.
         store: where the prepared entries are (``None``: every item is made from its files).
@@ -113,7 +113,7 @@ class StampDataset(Dataset):
         self,
         records: Sequence[Any],
         *,
-        read: Callable[[Any], StampSample],
+        read: Callable[[Any], InstanceSample],
         items: Sequence[tuple[int, int | None]],
         views: int = 0,
         store: Store | None = None,
@@ -193,7 +193,7 @@ class PrepareDataset(Dataset):
         self,
         records: Sequence[Any],
         *,
-        read: Callable[[Any], StampSample],
+        read: Callable[[Any], InstanceSample],
         specs: Sequence[ItemSpec],
         keys: Sequence[str],
         features: str | None = None,

@@ -28,7 +28,7 @@ from samlit.data.instances import (
     instance_sample,
     warn_orientation,
 )
-from samlit.data.sample import StampCensus, StampSample
+from samlit.data.sample import InstanceCensus, InstanceSample
 
 INSTANCE_MODES = ("labels", "components")
 LABEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I", "1")  # single-channel: values are labels
@@ -141,17 +141,17 @@ class FolderSource:
         settings = {"source": "folder", "instances": self.instances, "min_area": self.min_area}
         return [record.image, record.mask], settings
 
-    def census(self, record: FolderRecord) -> StampCensus:
+    def census(self, record: FolderRecord) -> InstanceCensus:
         labels = self.labels(record)
         return instance_census([int(n) for n in np.bincount(labels.ravel())[1:] if n], min_area=self.min_area)
 
-    def read(self, record: FolderRecord) -> StampSample:
+    def read(self, record: FolderRecord) -> InstanceSample:
         return instance_sample(record.key, read_rgb(record.image), self.instance_masks(record), min_area=self.min_area)
 
-    def warn(self, census: Iterable[StampCensus]) -> None:
+    def warn(self, census: Iterable[InstanceCensus]) -> None:
         pass  # the bad files are warned in check
 
-    def counts(self, census: Iterable[StampCensus]) -> dict[str, Any]:
+    def counts(self, census: Iterable[InstanceCensus]) -> dict[str, Any]:
         return {"source": "folder", "instances": self.instances, "exif_oriented_images": self.exif_oriented}
 
     def user_splits(self) -> None:

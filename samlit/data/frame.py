@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from samlit.core.errors import SamlitError
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 
 MODES = ("none", "box")
 CropBox = tuple[int, int, int, int]  # x0, y0, x1, y1 in page pixels
@@ -52,13 +52,13 @@ def crop_box(box: np.ndarray, *, margin: float, image_size: tuple[int, int]) -> 
     )
 
 
-def crop_stamp(sample: StampSample, index: int, *, margin: float) -> tuple[StampSample, CropBox]:
+def crop_stamp(sample: InstanceSample, index: int, *, margin: float) -> tuple[InstanceSample, CropBox]:
     """Stamp ``index`` of ``sample`` seen through its crop: image (h, w, 3), its mask (1, h, w), its box (1, 4) in
     crop pixels; key ``<scan key>-s<index>``. Returns the crop sample and where the crop sits on the page."""
     window = crop_box(sample.boxes[index], margin=margin, image_size=sample.image.shape[:2])
     x0, y0, x1, y1 = window
     box = sample.boxes[index : index + 1] - np.array([x0, y0, x0, y0], dtype=np.float32)
-    cropped = StampSample(
+    cropped = InstanceSample(
         key=f"{sample.key}-s{index}",
         image=np.ascontiguousarray(sample.image[y0:y1, x0:x1]),
         masks=np.ascontiguousarray(sample.masks[index : index + 1, y0:y1, x0:x1]),
@@ -76,7 +76,7 @@ def paste(masks: np.ndarray, window: CropBox, *, image_size: tuple[int, int]) ->
 
 
 def to_sam_frame(
-    sample: StampSample,
+    sample: InstanceSample,
     *,
     boxes: np.ndarray,
     points: tuple[np.ndarray, np.ndarray] | None = None,
@@ -111,7 +111,7 @@ def frame_image(image: np.ndarray, *, target_length: int = 1024) -> torch.Tensor
     return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
 
 
-def frame_targets(sample: StampSample, *, target_length: int = 1024) -> dict[str, Any]:
+def frame_targets(sample: InstanceSample, *, target_length: int = 1024) -> dict[str, Any]:
     """What of ``to_sam_frame`` does not depend on the prompts: ``key``, ``image``, ``masks``,
     ``low_res_targets``, ``original_size``, ``input_size`` (see there)."""
     original_size = (int(sample.image.shape[0]), int(sample.image.shape[1]))

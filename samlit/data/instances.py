@@ -1,5 +1,5 @@
 """What the instance sources (COCO, image/label folders) share: bad inputs reported once each, by policy, and an
-image's decoded instance masks turned into a ``StampSample`` (specks and empty masks out, canonical order)."""
+image's decoded instance masks turned into a ``InstanceSample`` (specks and empty masks out, canonical order)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from samlit.core.images import IMAGE_SUFFIXES, exif_orientation
 from samlit.data.checks import image_size
-from samlit.data.sample import StampCensus, StampSample, canonical_order, tight_boxes
+from samlit.data.sample import InstanceCensus, InstanceSample, canonical_order, tight_boxes
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def image_problem(path: Path, *, expected: tuple[int, int] | None, what: str) ->
 
 def instance_sample(
     key: str, image: np.ndarray, masks: np.ndarray, *, min_area: int, boxes: np.ndarray | None = None
-) -> StampSample:
+) -> InstanceSample:
     """An image with its instances: masks (N, H, W) bool; ``boxes`` (N, 4) xyxy (default: the masks' tight boxes).
     Empty masks and masks under ``min_area`` px are left out; the rest come in canonical order."""
     masks = masks.reshape(-1, *image.shape[:2]).astype(bool)
@@ -39,14 +39,14 @@ def instance_sample(
     masks = masks[keep]
     boxes = tight_boxes(masks) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
     order = canonical_order(masks, tight_boxes(masks))
-    return StampSample(key=key, image=image, masks=masks[order], boxes=boxes[order])
+    return InstanceSample(key=key, image=image, masks=masks[order], boxes=boxes[order])
 
 
-def instance_census(areas: list[int], *, min_area: int) -> StampCensus:
+def instance_census(areas: list[int], *, min_area: int) -> InstanceCensus:
     """Count instances by pixel area: used (>= ``min_area``), empty (0 px) and specks (below ``min_area``)."""
     used = sum(a >= max(min_area, 1) for a in areas)
     empty = sum(a == 0 for a in areas)
-    return StampCensus(stamps=used, without_ink=empty, below_min_area=len(areas) - used - empty)
+    return InstanceCensus(instances=used, without_ink=empty, below_min_area=len(areas) - used - empty)
 
 
 def warn_orientation(paths: Iterable[Path]) -> int:

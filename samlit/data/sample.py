@@ -1,5 +1,5 @@
-"""What every data source hands out: one image with its instances (``StampSample``), the count of an image's
-instances by kind (``StampCensus``), and the rules shared by all sources: tight boxes, a canonical instance order,
+"""What every data source hands out: one image with its instances (``InstanceSample``), the count of an image's
+instances by kind (``InstanceCensus``), and the rules shared by all sources: tight boxes, a canonical instance order,
 instances with ink only."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 
 
 @dataclass
-class StampSample:
-    """One scan with its stamps.
+class InstanceSample:
+    """One image with its instances (for StaVer: a scan with its stamps).
 
     image: (H, W, 3) uint8 RGB.
-    masks: (N, H, W) bool, one instance per stamp: the ink pixels inside the stamp's region.
-    boxes: (N, 4) float32 xyxy in pixels, the regions' bounding rectangles (x0, y0, x0 + w, y0 + h).
+    masks: (N, H, W) bool, one per instance (a stamp: the ink pixels inside its region).
+    boxes: (N, 4) float32 xyxy in pixels, the instances' box prompts (a stamp: its region's bounding rectangle).
     """
 
     key: str
@@ -25,23 +25,23 @@ class StampSample:
 
 
 @dataclass(frozen=True)
-class StampCensus:
-    """A scan's regions: ``stamps`` (at least ``min_region_area`` px, with ink: trained on and scored),
+class InstanceCensus:
+    """An image's instances: ``instances`` (at least ``min_region_area`` px, with ink: trained on and scored),
     ``without_ink`` (big enough, but no ink inside: left out) and ``below_min_area`` (specks: left out); and how
     its ground truth had to be read: ``grey_share`` per file (pixels neither of its two main values:
     thresholded) and ``outline_share`` (share of the region map's regions that hole filling added)."""
 
-    stamps: int
+    instances: int
     without_ink: int
     below_min_area: int
     grey_share: dict[str, float] = field(default_factory=dict)
     outline_share: float = 0.0
 
 
-def with_ink(sample: StampSample) -> StampSample:
-    """``sample`` without its stamp regions that hold no ink (nothing to learn, nothing to score)."""
-    keep = sample.masks.any(axis=(1, 2)) if sample.masks.ndim == 3 else np.zeros(0, bool)  # also with no stamp left
-    return StampSample(key=sample.key, image=sample.image, masks=sample.masks[keep], boxes=sample.boxes[keep])
+def with_ink(sample: InstanceSample) -> InstanceSample:
+    """``sample`` without its instances that hold no ink (nothing to learn, nothing to score)."""
+    keep = sample.masks.any(axis=(1, 2)) if sample.masks.ndim == 3 else np.zeros(0, bool)  # also with no instance left
+    return InstanceSample(key=sample.key, image=sample.image, masks=sample.masks[keep], boxes=sample.boxes[keep])
 
 
 def tight_boxes(masks: np.ndarray) -> np.ndarray:

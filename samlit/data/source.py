@@ -1,5 +1,5 @@
 """The interface between a data layout and the one datamodule: a ``Source`` finds an image set's records, checks
-them, counts their instances and reads one record into a ``StampSample``. Sources: StaVer (``samlit.data.staver``),
+them, counts their instances and reads one record into a ``InstanceSample``. Sources: StaVer (``samlit.data.staver``),
 COCO instance JSON (``samlit.data.coco``) and image/label folders (``samlit.data.folder``).
 
 A record is any picklable object with a ``key`` (the image's file stem): splits, item seeds and embedding-cache
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from samlit.data.checks import BadFile
-from samlit.data.sample import StampCensus, StampSample
+from samlit.data.sample import InstanceCensus, InstanceSample
 
 
 class Source(Protocol):
@@ -32,20 +32,20 @@ class Source(Protocol):
     def check(self, records: list[Any], *, on_bad_file: str) -> tuple[list[Any], list[BadFile]]:
         """Good records and bad ones (warned, or one-line ``SamlitError`` with ``on_bad_file="raise"``)."""
 
-    def census(self, record: Any) -> StampCensus:
+    def census(self, record: Any) -> InstanceCensus:
         """The record's instances by kind, without decoding its image."""
 
-    def read(self, record: Any) -> StampSample:
+    def read(self, record: Any) -> InstanceSample:
         """Image (H, W, 3) uint8 RGB, instance masks (N, H, W) bool, boxes (N, 4) xyxy, instances in canonical order."""
 
     def depends_on(self, record: Any) -> tuple[list[Path], dict[str, Any]]:
         """What ``read(record)`` gives depends on: the files it reads and every other input (settings, a JSON's
         annotations of the image), as JSON-able values. The item store keys prepared items by them."""
 
-    def warn(self, census: Iterable[StampCensus]) -> None:
+    def warn(self, census: Iterable[InstanceCensus]) -> None:
         """Data-set-wide warnings from the census (once, not per file)."""
 
-    def counts(self, census: Iterable[StampCensus]) -> dict[str, Any]:
+    def counts(self, census: Iterable[InstanceCensus]) -> dict[str, Any]:
         """Source-specific counts for the report."""
 
     def user_splits(self) -> dict[str, set[str]] | None:

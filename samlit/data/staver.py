@@ -27,7 +27,7 @@ from samlit.core.errors import SamlitError
 from samlit.core.images import read_gray, read_rgb
 from samlit.data.checks import BadFile, check_policy, image_size, orientation, report_problems
 from samlit.data.ground_truth import fill_holes, foreground
-from samlit.data.sample import StampCensus, StampSample
+from samlit.data.sample import InstanceCensus, InstanceSample
 
 SCANS_DIR = Path("scans", "scans")
 PIXEL_GT_DIR = Path("ground-truth-pixel", "ground-truth-pixel")
@@ -125,7 +125,7 @@ def _label(regions: np.ndarray, *, min_area: int) -> tuple[np.ndarray, np.ndarra
     return relabel[labels], boxes
 
 
-def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampSample:
+def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> InstanceSample:
     """Read one scan: image (H, W, 3) RGB, masks (N, H, W) = ink & region i, boxes (N, 4) of the regions."""
     image = read_rgb(files.scan)
     pixel_gt = read_gray(files.pixel_gt)
@@ -136,10 +136,10 @@ def read_scan(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> St
     ink = foreground(pixel_gt).mask
     ids = np.arange(1, len(boxes) + 1, dtype=np.int32)[:, None, None]
     masks = ink[None] & (labels[None] == ids)
-    return StampSample(key=files.key, image=image, masks=masks, boxes=boxes)
+    return InstanceSample(key=files.key, image=image, masks=masks, boxes=boxes)
 
 
-def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> StampCensus:
+def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> InstanceCensus:
     """Count a scan's regions by kind, from its region map and pixel ground truth (no RGB decode)."""
     region_map = read_gray(files.region_map)
     pixel_gt = read_gray(files.pixel_gt)
@@ -149,8 +149,8 @@ def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) ->
     labels, boxes = _label(filled, min_area=min_region_area)
     components = cv2.connectedComponents(filled.view(np.uint8), connectivity=8)[0] - 1
     inked = np.unique(labels[ink.mask & (labels > 0)])
-    return StampCensus(
-        stamps=len(inked),
+    return InstanceCensus(
+        instances=len(inked),
         without_ink=len(boxes) - len(inked),
         below_min_area=components - len(boxes),
         grey_share={str(files.region_map): regions.grey_share, str(files.pixel_gt): ink.grey_share},
@@ -161,7 +161,7 @@ def stamp_census(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) ->
 GREY_HINT = "save ground truth as PNG holding two values only (not JPEG, not anti-aliased)"
 
 
-def ground_truth_counts(census: Iterable[StampCensus]) -> dict[str, int]:
+def ground_truth_counts(census: Iterable[InstanceCensus]) -> dict[str, int]:
     """For the report: ground-truth files that were not binary (thresholded) and region maps whose regions were
     mostly outlines (filled)."""
     census = list(census)
@@ -171,7 +171,7 @@ def ground_truth_counts(census: Iterable[StampCensus]) -> dict[str, int]:
     }
 
 
-def warn_ground_truth(census: Iterable[StampCensus]) -> None:
+def warn_ground_truth(census: Iterable[InstanceCensus]) -> None:
     """One warning per kind for the whole data set (not per file): ground truth that was not binary, region
     maps that were outline-only. Both name an example file and the share seen."""
     census = list(census)
@@ -194,7 +194,7 @@ def warn_ground_truth(census: Iterable[StampCensus]) -> None:
 
 def count_stamps(files: ScanFiles, *, min_region_area: int = MIN_REGION_AREA) -> int:
     """Number of stamps with ink of a scan (see ``stamp_census``)."""
-    return stamp_census(files, min_region_area=min_region_area).stamps
+    return stamp_census(files, min_region_area=min_region_area).instances
 
 
 def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarray) -> None:
@@ -260,19 +260,19 @@ class StaverSource:
     def check(self, records: list[ScanFiles], *, on_bad_file: str) -> tuple[list[ScanFiles], list]:
         return check_scans(records, on_bad_file=on_bad_file)
 
-    def census(self, record: ScanFiles) -> StampCensus:
+    def census(self, record: ScanFiles) -> InstanceCensus:
         return stamp_census(record, min_region_area=self.min_area)
 
-    def read(self, record: ScanFiles) -> StampSample:
+    def read(self, record: ScanFiles) -> InstanceSample:
         return read_scan(record, min_region_area=self.min_area)
 
     def depends_on(self, record: ScanFiles) -> tuple[list[Path], dict[str, Any]]:
         return [record.scan, record.pixel_gt, record.region_map], {"source": "staver", "min_area": self.min_area}
 
-    def warn(self, census: Iterable[StampCensus]) -> None:
+    def warn(self, census: Iterable[InstanceCensus]) -> None:
         warn_ground_truth(census)
 
-    def counts(self, census: Iterable[StampCensus]) -> dict[str, int]:
+    def counts(self, census: Iterable[InstanceCensus]) -> dict[str, int]:
         return ground_truth_counts(census)
 
     def user_splits(self) -> None:

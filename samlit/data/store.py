@@ -135,7 +135,7 @@ class PreparedItem:
 
 
 def entry_key(identity: str, *, frame: dict[str, Any], features: str | None) -> str:
-    """The key of one entry: the record's ``identity`` (``StampDataModule.identity``), the item's ``frame``
+    """The key of one entry: the record's ``identity`` (``InstanceDataModule.identity``), the item's ``frame``
     (instance, margin, view, augmentation) and the ``features`` tag (``Store.features_tag``), with the version."""
     text = json.dumps(
         {"version": STORE_VERSION, "record": identity, "frame": frame, "features": features},

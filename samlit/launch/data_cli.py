@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 import samlit.launch.resolvers  # noqa: F401  (the configs' ${samlit.*:} resolvers)
 from samlit.core.errors import SamlitError, find_user_error
 from samlit.data.convert import export_instances
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.run.setup import build_datamodule
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -40,10 +40,10 @@ def compose_train(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def info_lines(datamodule: StampDataModule) -> list[str]:
+def info_lines(datamodule: InstanceDataModule) -> list[str]:
     summary = datamodule.summary()
     census = datamodule.census.values()
-    boxes = sorted(c.stamps for c in census if c.stamps)
+    boxes = sorted(c.instances for c in census if c.instances)
     lines = [
         f"data: {summary['root']} ({summary.get('source', 'staver')})",
         f"images: {len(datamodule.census)} read, {summary['bad_scans']} bad inputs left out, "

@@ -32,7 +32,7 @@ from samlit.core.errors import SamlitError
 from samlit.core.images import IMAGE_SUFFIXES, read_rgb, write_png
 from samlit.data.frame import check_crop, crop_box, paste, to_sam_frame
 from samlit.data.prompts import clip_boxes
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 from samlit.model.sam import decode_prompts, encode_image
 from samlit.run.figures import PRED_COLOUR, overlay
 from samlit.run.rundir import run_frame
@@ -75,7 +75,7 @@ def _predict_frame(
     """``predict_masks`` with ``image`` (a page or a crop) as SAM's frame."""
     device = next(sam.parameters()).device
     height, width = image.shape[:2]
-    sample = StampSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
+    sample = InstanceSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
     group = to_sam_frame(sample, boxes=np.asarray(boxes, np.float32))
     embedding = encode_image(sam, group["image"])
     logits, iou = decode_prompts(sam, embedding=embedding, boxes=group["boxes"].to(device))

@@ -24,7 +24,7 @@ from segment_anything.modeling import Sam
 from torch.utils.data import ConcatDataset
 
 from samlit.core.errors import SamlitError
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.store import DTYPES, DamagedEntry, Store
 from samlit.model.fingerprint import sam_fingerprint
 from samlit.model.module import SamFineTuner
@@ -78,7 +78,7 @@ def prepare(
     *,
     trainer: L.Trainer,
     module: SamFineTuner,
-    datamodule: StampDataModule,
+    datamodule: InstanceDataModule,
     splits: tuple[str, ...] = ("train", "val", "test"),
     other_frame: bool = False,
 ) -> PrepareStats:

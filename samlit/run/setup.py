@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from samlit.core.errors import SamlitError
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.model.module import SamFineTuner
 from samlit.run.callbacks import MetricHistory
 from samlit.run.testing import TestPredictions
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class Job:
     """What a job runs on."""
 
-    datamodule: StampDataModule
+    datamodule: InstanceDataModule
     module: SamFineTuner
     trainer: L.Trainer
     loggers: list[Logger]
@@ -70,7 +70,7 @@ def setup(
 SHORTCUT = re.compile(r"\$\{data\.(\w+)\}")
 
 
-def build_datamodule(data: DictConfig) -> StampDataModule:
+def build_datamodule(data: DictConfig) -> InstanceDataModule:
     """Instantiate the ``data`` node: the datamodule with its ``source`` node. A top-level key that the source
     node reads whole (``root: ${data.root}``) is a command-line shortcut (``data.root=...``, as every README command
     types it): it reaches the source through that interpolation and is not passed to the datamodule."""

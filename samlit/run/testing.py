@@ -80,5 +80,5 @@ def run_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, **t
 
 def with_images(predictions: list[Prediction], datamodule: Any) -> list[Prediction]:
     """Predictions with their frame ``image`` (3, h, w) uint8 (figures draw on it), read from the item's files by
-    its ``source`` (``StampDataModule.frame_image``: a few images, once per test pass)."""
+    its ``source`` (``InstanceDataModule.frame_image``: a few images, once per test pass)."""
     return [p if "image" in p else {**p, "image": datamodule.frame_image(p["source"])} for p in predictions]

@@ -10,11 +10,11 @@ import torch
 from hydra.utils import instantiate
 
 from samlit.data.augment import ImageViews
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 from samlit.run.setup import build_datamodule
 
 
-def red_stamps(seed: int = 0, size: tuple[int, int] = (160, 200)) -> StampSample:
+def red_stamps(seed: int = 0, size: tuple[int, int] = (160, 200)) -> InstanceSample:
     """A scan whose red ink *is* its stamps: masks must stay equal to the red pixels after any view."""
     masks = np.zeros((2, *size), dtype=bool)
     ys, xs = np.mgrid[: size[0], : size[1]]
@@ -25,7 +25,7 @@ def red_stamps(seed: int = 0, size: tuple[int, int] = (160, 200)) -> StampSample
     image[..., 0] = masks.any(0) * 255
     image[..., 2] = 60  # a little blue everywhere, for the colour transforms to act on
     boxes = np.array([[30, 20, 90, 60], [120, 90, 180, 150]], dtype=np.float32)
-    return StampSample(key="red", image=image, masks=masks, boxes=boxes)
+    return InstanceSample(key="red", image=image, masks=masks, boxes=boxes)
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def configured(compose_cfg) -> ImageViews:
     return instantiate(compose_cfg("data.augment.views=3").data.augment)
 
 
-def check_aligned(out: StampSample) -> None:
+def check_aligned(out: InstanceSample) -> None:
     assert out.image.shape[:2] == out.masks.shape[1:] and len(out.masks) == len(out.boxes)
     red = out.image[..., 0].astype(int) - out.image[..., 1]  # the ink; white paper filled in by Affine is not red
     agreement = ((red > 127) == out.masks.any(0)).mean()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from samlit.core.errors import SamlitError
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.staver import StaverSource, check_scans, find_scans
 from samlit.data.synthetic import generate_synthetic_staver
 
@@ -62,7 +62,7 @@ def test_bad_scans_raise_one_line_with_the_fix(broken):
 
 def test_datamodule_leaves_bad_scans_out_and_reports_them(broken):
     root, named = broken
-    datamodule = StampDataModule(source=StaverSource(root=root), on_bad_file="skip")
+    datamodule = InstanceDataModule(source=StaverSource(root=root), on_bad_file="skip")
     datamodule.setup("fit")
     in_splits = {f.key for files in datamodule.splits.values() for f in files}
     assert not in_splits & set(named)
@@ -82,7 +82,7 @@ def test_stamps_without_ink_and_specks_are_counted_and_never_trained_on(staver, 
     region_map[0, 0] = 255 - background
     cv2.imwrite(str(scans[1].region_map), region_map)
 
-    datamodule = StampDataModule(source=StaverSource(root=root, min_area=16))
+    datamodule = InstanceDataModule(source=StaverSource(root=root, min_area=16))
     datamodule.setup("fit")
     summary = datamodule.summary()
     assert summary["regions_without_ink"] >= 1 and summary["regions_below_min_area"] >= 1

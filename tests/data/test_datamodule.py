@@ -11,7 +11,7 @@ import torch
 
 from samlit.data.frame import LOW_RES, to_sam_frame
 from samlit.data.prompts import jitter_boxes
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 from samlit.data.staver import find_scans, stamp_census
 from samlit.run.setup import build_datamodule
 from tests.conftest import FAST
@@ -31,7 +31,7 @@ def datamodule(compose_cfg):
 
 def test_splits_hold_exactly_the_scans_with_a_stamp(datamodule):
     """Disjointness of the split itself: ``test_splits.py``. Here: which scans reach it."""
-    stampless = {f.key for f in find_scans(datamodule.root) if stamp_census(f).stamps == 0}
+    stampless = {f.key for f in find_scans(datamodule.root) if stamp_census(f).instances == 0}
     keys = {name: {f.key for f in files} for name, files in datamodule.splits.items()}
     assert stampless and datamodule.summary()["scans_without_stamp"] == len(stampless)
     assert set().union(*keys.values()) == {f.key for f in find_scans(datamodule.root)} - stampless
@@ -78,7 +78,7 @@ def test_sam_frame_matches_segment_anything():
     masks = np.zeros((1, 100, 60), bool)
     masks[0, 50:, :30] = True  # bottom-left quarter
     boxes = np.array([[0, 50, 30, 100]], np.float32)
-    group = to_sam_frame(StampSample(key="k", image=image, masks=masks, boxes=boxes), boxes=boxes)
+    group = to_sam_frame(InstanceSample(key="k", image=image, masks=masks, boxes=boxes), boxes=boxes)
     assert group["input_size"] == (1024, 614) == ResizeLongestSide.get_preprocess_shape(100, 60, 1024)
     assert torch.allclose(group["boxes"], torch.tensor([[0.0, 512.0, 307.0, 1024.0]]), atol=0.5)
     low = group["low_res_targets"][0]

@@ -9,7 +9,7 @@ import torch
 from samlit.core.errors import SamlitError
 from samlit.core.masks import mask_scores
 from samlit.data.frame import crop_box, crop_stamp, paste
-from samlit.data.sample import StampSample, with_ink
+from samlit.data.sample import InstanceSample, with_ink
 from samlit.data.staver import read_scan
 from samlit.run.setup import build_datamodule
 from tests.conftest import FAST
@@ -27,7 +27,9 @@ def test_crop_stamp_and_paste_round_trip():
     masks = np.zeros((2, 60, 80), bool)
     masks[0, 10:20, 5:25] = True
     masks[1, 30:50, 40:70] = True
-    sample = StampSample(key="k", image=image, masks=masks, boxes=np.array([[5, 10, 25, 20], [40, 30, 70, 50]], "f4"))
+    sample = InstanceSample(
+        key="k", image=image, masks=masks, boxes=np.array([[5, 10, 25, 20], [40, 30, 70, 50]], "f4")
+    )
     crop, window = crop_stamp(sample, 1, margin=0.1)
     assert crop.key == "k-s1" and window == (37, 28, 73, 52)
     assert np.array_equal(crop.image, image[28:52, 37:73]) and crop.masks.shape == (1, 24, 36)
@@ -61,12 +63,12 @@ def test_crop_metrics_equal_page_metrics(compose_cfg):
 def test_crop_mode_has_one_item_per_stamp_and_jitters_inside_the_crop(compose_cfg):
     dm = built(compose_cfg(*FAST, "data.crop=box", "data.prompts.box_jitter=0.3", "cache=none"))
     for split in ("train", "val", "test"):
-        assert len(dm.dataset(split, train=False)) == sum(dm.stamps[f.key] for f in dm.splits[split])
+        assert len(dm.dataset(split, train=False)) == sum(dm.instances[f.key] for f in dm.splits[split])
     item = dm.train_dataloader().dataset[(0, 0)]
     h, w = item["original_size"]
     (box,) = item["pixel_boxes"].tolist()
     assert len(item["boxes"]) == 1 and 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h
-    assert len(dm.planned()) == sum(dm.stamps[f.key] for s in ("train", "val", "test") for f in dm.splits[s])
+    assert len(dm.planned()) == sum(dm.instances[f.key] for s in ("train", "val", "test") for f in dm.splits[s])
     pages = dm.planned(other_frame=True)[len(dm.planned()) :]  # the report's other frame: the test pages, no features
     assert [(s, spec.instance, tag) for s, spec, _, tag in pages] == [("test", None, None)] * len(dm.splits["test"])
 

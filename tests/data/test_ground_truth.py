@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from samlit.core.images import read_gray, read_rgb
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.ground_truth import fill_holes, foreground
 from samlit.data.staver import StaverSource, check_scans, count_stamps, find_scans, read_scan, stamp_census
 from samlit.data.synthetic import generate_synthetic_staver
@@ -76,7 +76,7 @@ def test_jpeg_ground_truth_is_thresholded_and_said(messy, caplog):
     assert census.grey_share[str(files.pixel_gt)] > 0
 
     with caplog.at_level(logging.WARNING):
-        datamodule = StampDataModule(source=StaverSource(root=messy), val_fraction=0.2, test_fraction=0.2)
+        datamodule = InstanceDataModule(source=StaverSource(root=messy), val_fraction=0.2, test_fraction=0.2)
         datamodule.setup()
     (warning,) = [r.getMessage() for r in caplog.records if "not binary" in r.getMessage()]
     assert "2 of 12 files" in warning and "grey pixels" in warning and "thresholded" in warning
@@ -112,7 +112,7 @@ def test_outline_only_region_map_is_filled_and_said(messy, caplog):
     np.testing.assert_array_equal(after.boxes, before.boxes)
     np.testing.assert_array_equal(after.masks, before.masks)
     with caplog.at_level(logging.WARNING):
-        StampDataModule(source=StaverSource(root=messy), val_fraction=0.2, test_fraction=0.2).setup()
+        InstanceDataModule(source=StaverSource(root=messy), val_fraction=0.2, test_fraction=0.2).setup()
     (warning,) = [r.getMessage() for r in caplog.records if "outlines" in r.getMessage()]
     assert warning.startswith("1 of 6 region maps hold stamp outlines")
 
@@ -169,7 +169,7 @@ def test_every_unused_file_is_reported_with_its_reason(messy, caplog):
     (scans_dir / ".DS_Store").write_bytes(b"\0")
     shutil.copy(files.region_map, maps_dir / "stampDS-09999-gt.png")
     with caplog.at_level(logging.WARNING):
-        datamodule = StampDataModule(source=StaverSource(root=messy), val_fraction=0.2, test_fraction=0.2)
+        datamodule = InstanceDataModule(source=StaverSource(root=messy), val_fraction=0.2, test_fraction=0.2)
         datamodule.setup()
     stray = datamodule.summary()["stray_files"]
     assert stray == [

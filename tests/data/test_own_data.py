@@ -17,7 +17,7 @@ from samlit.core.errors import SamlitError
 from samlit.core.images import read_rgb
 from samlit.data.coco import CocoSource, decode
 from samlit.data.convert import coco_annotation, export_instances
-from samlit.data.datamodule import StampDataModule
+from samlit.data.datamodule import InstanceDataModule
 from samlit.data.folder import FolderSource
 from samlit.data.staver import StaverSource
 from samlit.data.store import Store
@@ -71,8 +71,8 @@ def test_coco_and_folder_read_the_same_instances(exported):
 
 def test_the_same_images_give_the_same_split_from_either_source(exported):
     modules = [
-        StampDataModule(source=coco(exported), seed=3),
-        StampDataModule(source=FolderSource(root=exported), seed=3),
+        InstanceDataModule(source=coco(exported), seed=3),
+        InstanceDataModule(source=FolderSource(root=exported), seed=3),
     ]
     for module in modules:
         module.setup()
@@ -121,7 +121,7 @@ def test_crowd_other_categories_and_a_given_split(data):
         ids = {im["id"] for im in images}
         annotations = [a for a in content["annotations"] if a["image_id"] in ids and not a.get("iscrowd")]
         path.write_text(json.dumps({**content, "images": images, "annotations": annotations}))
-    module = StampDataModule(source=CocoSource(images=data / "images", annotations=split), val_fraction=0.5)
+    module = InstanceDataModule(source=CocoSource(images=data / "images", annotations=split), val_fraction=0.5)
     module.setup()
     for i, name in enumerate(("train", "val", "test")):
         given = {Path(im["file_name"]).stem for im in content["images"][i::3]}
@@ -133,7 +133,7 @@ def test_a_store_key_follows_an_images_own_annotations_only(data, tmp_path):
     (another JSON with the same content for the others keeps theirs)."""
 
     def identities() -> dict[str, str]:
-        module = StampDataModule(source=coco(data), store=Store(root=tmp_path / "store"))
+        module = InstanceDataModule(source=coco(data), store=Store(root=tmp_path / "store"))
         module.setup()
         return {f.key: module.identity(f) for files in module.splits.values() for f in files}
 
@@ -145,7 +145,7 @@ def test_a_store_key_follows_an_images_own_annotations_only(data, tmp_path):
     after = identities()
     assert after.keys() == before.keys() and after[edited] != before[edited]
     assert all(after[k] == before[k] for k in before if k != edited)
-    folder = StampDataModule(source=FolderSource(root=data), store=Store(root=tmp_path / "store"))
+    folder = InstanceDataModule(source=FolderSource(root=data), store=Store(root=tmp_path / "store"))
     folder.setup()
     assert not {folder.identity(f) for files in folder.splits.values() for f in files} & set(before.values())
 
@@ -197,7 +197,7 @@ def test_empty_mask(data, caplog):
 
 def test_a_segmentation_that_covers_no_pixel_is_named(data, caplog):
     content = edit_json(data, lambda c: c["annotations"][0].update(segmentation=[[5, 5, 5, 5, 5, 5]]))
-    module = StampDataModule(source=coco(data))
+    module = InstanceDataModule(source=coco(data))
     with caplog.at_level(logging.WARNING):
         module.setup()
     first = content["annotations"][0]

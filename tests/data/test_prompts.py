@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from samlit.data.frame import to_sam_frame
 from samlit.data.prompts import sample_points
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 from samlit.model.sam import encode_image
 from samlit.run.setup import build_datamodule
 from tests.conftest import FAST
@@ -37,7 +37,7 @@ def test_positives_on_ink_negatives_in_the_box_off_ink():
 
 def test_points_reach_sams_frame_like_the_boxes():
     masks, boxes = stamps()
-    sample = StampSample(key="k", image=np.zeros((60, 80, 3), np.uint8), masks=masks, boxes=boxes)
+    sample = InstanceSample(key="k", image=np.zeros((60, 80, 3), np.uint8), masks=masks, boxes=boxes)
     coords = np.array([[[10, 10]], [[70, 50]]], dtype=np.float32)
     group = to_sam_frame(sample, boxes=boxes, points=(coords, np.ones((2, 1), np.int64)))
     scale = 1024 / 80
@@ -66,7 +66,7 @@ def test_points_change_what_the_decoder_sees(compose_cfg):
     module = instantiate(compose_cfg().module).eval()
     masks, boxes = stamps()
     rng = np.random.default_rng(0)
-    sample = StampSample(key="k", image=rng.integers(0, 255, (60, 80, 3), np.uint8), masks=masks, boxes=boxes)
+    sample = InstanceSample(key="k", image=rng.integers(0, 255, (60, 80, 3), np.uint8), masks=masks, boxes=boxes)
     torch.manual_seed(0)
     with_points = to_sam_frame(sample, boxes=boxes, points=sample_points(masks, boxes, positive=2, negative=1))
     box_only = to_sam_frame(sample, boxes=boxes)

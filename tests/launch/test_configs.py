@@ -52,7 +52,7 @@ def test_readme_real_data_command_composes(compose_cfg):
     cfg = compose_cfg("model=vit_b", "loss=dice", "data=staver", "data.root=/data/staver")
     assert cfg.model.model_type == "vit_b"
     assert cfg.module.loss.mask._target_ == "samlit.model.losses.DiceLoss"
-    assert cfg.data._target_ == "samlit.data.datamodule.StampDataModule"
+    assert cfg.data._target_ == "samlit.data.datamodule.InstanceDataModule"
     assert cfg.data.source._target_ == "samlit.data.staver.StaverSource" and cfg.data.source.root == "/data/staver"
 
 
@@ -143,7 +143,7 @@ def test_every_data_option_builds_its_datamodule_from_the_shortcuts(compose_cfg,
     """``data.root=...`` and the other top-level keys a source reads reach the source node; the datamodule gets
     the rest (``samlit.run.setup.build_datamodule``)."""
     datamodule = build_datamodule(compose_cfg(f"data={option}", *shortcuts, "seed=7", "data.crop=none").data)
-    assert type(datamodule).__name__ == "StampDataModule" and (datamodule.seed, datamodule.crop) == (7, "none")
+    assert type(datamodule).__name__ == "InstanceDataModule" and (datamodule.seed, datamodule.crop) == (7, "none")
     for key, value in source.items():
         got = getattr(datamodule.source, key)
         assert (Path(value) if isinstance(got, Path) else value) == got, key

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from samlit.data.dataset import make_item
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 from samlit.data.store import Store
 from samlit.model.fingerprint import encoder_fingerprint, sam_fingerprint
 from samlit.model.sam import encode_image
@@ -73,7 +73,7 @@ def test_float16_entries_are_close_to_a_fresh_encoder_pass(compose_cfg, tmp_path
     rng = np.random.default_rng(3)
     masks = np.zeros((1, 300, 200), bool)
     masks[0, 50:90, 40:120] = True
-    sample = StampSample(
+    sample = InstanceSample(
         key="k",
         image=rng.integers(0, 255, (300, 200, 3), np.uint8),
         masks=masks,

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from samlit.core.digests import image_digest
 from samlit.core.errors import SamlitError
 from samlit.data.frame import to_sam_frame
-from samlit.data.sample import StampSample
+from samlit.data.sample import InstanceSample
 
 
 def group(key: str, *, size: int = 96, n: int = 2, seed: int = 0, image: bool = False) -> dict:
@@ -27,7 +27,7 @@ def group(key: str, *, size: int = 96, n: int = 2, seed: int = 0, image: bool = 
         x0, y0 = 5 + 40 * i, 10
         masks[i, y0 : y0 + 30, x0 : x0 + 30] = True
         boxes.append([x0, y0, x0 + 30, y0 + 30])
-    sample = StampSample(key=key, image=pixels, masks=masks, boxes=np.array(boxes, np.float32))
+    sample = InstanceSample(key=key, image=pixels, masks=masks, boxes=np.array(boxes, np.float32))
     out = {**to_sam_frame(sample, boxes=sample.boxes), "source": (key, None, 0)}
     out["image_digest"] = image_digest(out["image"])
     if not image:
