@@ -1,6 +1,6 @@
 """Does a long run's memory stay flat? RSS of ``train.py`` at the end of every epoch, epoch 1 vs the last.
 
-One ``train.py`` child (tiny model, synthetic scans, warm cache after its own build) with the ``RssPerEpoch``
+One ``train.py`` child (tiny model, synthetic scans, store prepared by its first phase) with the ``RssPerEpoch``
 callback below added through Hydra (``+callbacks.rss=...``); it appends the process's RSS after each training
 epoch to a JSON lines file, which this script prints.
 

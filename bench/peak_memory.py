@@ -1,11 +1,11 @@
-"""Peak resident memory (RSS) of a whole ``train.py`` run on CPU with a warm embedding cache, vit_h by default.
+"""Peak resident memory (RSS) of a whole ``train.py`` run on CPU with a prepared store, vit_h by default.
 
-Two child processes, each reporting its own peak: ``embed.py`` fills the cache (the encoder runs), then
-``train.py`` trains, tests, exports and reports with every embedding read from the cache.
+Two child processes, each reporting its own peak: ``prepare.py`` fills the store (the encoder runs), then
+``train.py`` trains, tests, exports and reports reading every item and embedding from the store.
 
     python bench/peak_memory.py [--model vit_h] [--scans 4] [--size 512] [--limit-gib 8]
 
-Last line: ``peak_rss: <GiB> GiB train.py with warm cache (limit <x> GiB: ok|OVER), <GiB> GiB embed.py``.
+Last line: ``peak_rss: <GiB> GiB train.py with a prepared store (limit <x> GiB: ok|OVER), <GiB> GiB prepare.py``.
 """
 
 from __future__ import annotations
@@ -59,15 +59,15 @@ def main() -> None:
             f"paths.root_dir={tmp}",
             f"paths.cache_dir={tmp}/cache",
         ]
-        embed_gib, embed_s = run("embed.py", overrides)
+        embed_gib, embed_s = run("prepare.py", overrides)
         train_gib, train_s = run("train.py", overrides)
-    print(f"embed.py  (encoder fills the cache): peak RSS {embed_gib:.2f} GiB, {embed_s:.0f} s")
-    print(f"train.py  (warm cache, 1 epoch, tests, export): peak RSS {train_gib:.2f} GiB, {train_s:.0f} s")
+    print(f"prepare.py (encoder fills the store): peak RSS {embed_gib:.2f} GiB, {embed_s:.0f} s")
+    print(f"train.py  (prepared store, 1 epoch, tests, export): peak RSS {train_gib:.2f} GiB, {train_s:.0f} s")
     print(f"rerun: python bench/peak_memory.py --model {args.model} --scans {args.scans} --size {args.size}")
     verdict = "ok" if train_gib < args.limit_gib else "OVER"
     print(
-        f"peak_rss: {train_gib:.2f} GiB train.py with warm cache (limit {args.limit_gib:g} GiB: {verdict}), "
-        f"{embed_gib:.2f} GiB embed.py"
+        f"peak_rss: {train_gib:.2f} GiB train.py with a prepared store (limit {args.limit_gib:g} GiB: {verdict}), "
+        f"{embed_gib:.2f} GiB prepare.py"
     )
 
 
