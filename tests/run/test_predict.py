@@ -13,7 +13,7 @@ import torch
 from segment_anything import SamPredictor
 
 from samlit.core.errors import SamlitError
-from samlit.data.crops import crop_box
+from samlit.data.frame import crop_box
 from samlit.model.sam import build_sam
 from samlit.run.export import export_sam, load_exported
 from samlit.run.predict import predict_masks
@@ -136,8 +136,8 @@ def test_predict_cli_bad_box_is_one_line(tmp_path, box, needle):
 def test_predict_and_eval_default_to_the_frame_of_the_run_that_made_the_weights(tmp_path):
     from omegaconf import OmegaConf
 
-    from samlit.run.export import run_frame
     from samlit.run.predict import chosen_frame
+    from samlit.run.rundir import run_frame
 
     run = tmp_path / "run"
     (run / "export").mkdir(parents=True)
@@ -147,9 +147,9 @@ def test_predict_and_eval_default_to_the_frame_of_the_run_that_made_the_weights(
     assert run_frame(None, str(weights)) == {"crop": "none", "crop_margin": 0.2}
     assert run_frame("random", str(tmp_path / "elsewhere.pth")) is None
 
-    def cfg(**given):
-        base = {"model": {"weights": str(weights), "decoder_weights": None}, "crop": None, "crop_margin": None}
-        return OmegaConf.create({**base, **given})
+    def cfg(model=None, **data):
+        model = model or {"weights": str(weights), "decoder_weights": None}
+        return OmegaConf.create({"model": model, "data": {"crop": None, "crop_margin": None, **data}})
 
     assert chosen_frame(cfg()) == {"crop": "none", "crop_margin": 0.2}
     assert chosen_frame(cfg(crop="box")) == {"crop": "box", "crop_margin": 0.2}
@@ -157,6 +157,61 @@ def test_predict_and_eval_default_to_the_frame_of_the_run_that_made_the_weights(
         "crop": "none",
         "crop_margin": 0.1,
     }
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.crop=box", "data.crop_margin=0.25"],  # the documented keys, as train.py / eval.py take them
+        ["crop=box", "crop_margin=0.25"],  # the older spelling
+        ["data.crop=box", "crop_margin=0.25"],
+        ["data.crop=box", "crop=box", "data.crop_margin=0.25", "crop_margin=0.25"],  # both, agreeing
+    ],
+)
+def test_both_spellings_of_the_frame_keys_choose_the_same_frame(compose_cfg, overrides):
+    from samlit.run.predict import chosen_frame
+
+    cfg = compose_cfg("model.weights=random", *overrides, name="predict")
+    assert chosen_frame(cfg) == {"crop": "box", "crop_margin": 0.25}
+
+
+def test_the_older_spelling_still_names_nothing_by_default(compose_cfg):
+    from samlit.run.predict import chosen_frame
+
+    cfg = compose_cfg("model.weights=random", name="predict")
+    assert cfg.data.crop is None and cfg.crop is None
+    assert chosen_frame(cfg) == {"crop": "none", "crop_margin": 0.1}
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [(["data.crop=box", "crop=none"], "crop"), (["data.crop_margin=0.1", "crop_margin=0.3"], "crop_margin")],
+)
+def test_both_spellings_disagreeing_is_one_line(compose_cfg, overrides, key):
+    from samlit.run.predict import chosen_frame
+
+    cfg = compose_cfg("model.weights=random", *overrides, name="predict")
+    with pytest.raises(SamlitError) as error:
+        chosen_frame(cfg)
+    (line,) = str(error.value).splitlines()
+    assert line.startswith(f"data.{key}=") and f" and {key}=" in line and f"pass data.{key}= alone" in line
+
+
+@pytest.mark.slow
+def test_predict_cli_takes_both_spellings_alike(tmp_path):
+    """``data.crop=box`` (train.py's key) and ``crop=box`` write the same masks; both, disagreeing: one line."""
+    cv2.imwrite(str(tmp_path / "a.png"), scan())
+    weights = export_sam(tuned("tiny"), tmp_path / "tiny.pth")  # the same model in both runs (random: not seeded)
+    given = [f"image={tmp_path}/a.png", "box=[20,30,120,110]", f"model.weights={weights}"]
+    for out, frame in (("new", ["data.crop=box", "data.crop_margin=0.2"]), ("old", ["crop=box", "crop_margin=0.2"])):
+        result = run_predict(tmp_path, *given, *frame, out=out)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "frame: box crops (margin 0.2)" in result.stdout + result.stderr  # Hydra's log goes to stdout
+    masks = [cv2.imread(str(tmp_path / out / "a_mask_0.png"), cv2.IMREAD_UNCHANGED) for out in ("new", "old")]
+    assert masks[0].any() and np.array_equal(*masks)
+    result = run_predict(tmp_path, *given, "data.crop=box", "crop=none", out="both")
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and line.startswith("error: data.crop=box and crop=none disagree"), result.stderr
 
 
 @pytest.mark.parametrize(
