@@ -1,7 +1,7 @@
 """The frame ceiling of any data: the best IoU any decoder could reach through the whole page (``data.crop=none``)
 and through box crops (``data.crop=box``) at several margins. No model runs: the oracle's logits are the true
 masks pooled into the decoder's 256 x 256 frame, upsampled as SAM does, at the best threshold
-(``samlit.data.ceiling``).
+(``samlit.run.ceiling``).
 
     python bench/frame_ceiling.py [--split test|all] [--margins 0.05,0.1,0.15,0.25] [train.py data overrides ...]
     python bench/frame_ceiling.py data.image_size=2339 data.num_scans=12      # synthetic A4 pages at 200 dpi

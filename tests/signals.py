@@ -11,7 +11,7 @@ import lightning as L
 class SignalAt(L.Callback):
     """Send ``signal`` (a name: SIGTERM, SIGKILL, SIGINT) to this process ``during`` the fit (once ``global_step``
     reaches ``step``, when that step's batch is done, so the fault lands mid-epoch at a known place) or the
-    embedding cache build (``during="cache"``: after ``step`` batches of its predict loop)."""
+    prepare stage (``during="cache"``: after ``step`` batches of its predict loop)."""
 
     def __init__(self, *, step: int, signal: str, during: str = "fit") -> None:
         assert during in ("fit", "cache"), during

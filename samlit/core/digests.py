@@ -1,4 +1,4 @@
-"""Content digests: of tensors (the embedding cache's and the item store's keys) and of files, where a file's
+"""Content digests: of tensors (the store's keys) and of files, where a file's
 SHA-256 is remembered by (size, mtime) so an unchanged file is hashed once, not at every run."""
 
 from __future__ import annotations

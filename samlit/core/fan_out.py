@@ -1,4 +1,4 @@
-"""Content-addressed folders, as the embedding cache and the item store keep them: an entry named by its hex digest
+"""Content-addressed folders, as the store keeps them: an entry named by its hex digest
 lives at ``<root>/<first two hex digits>/<digest><suffix>`` (the fan-out keeps folders small) and is written
 atomically (``samlit.core.atomic``: a ``.<name>.<random>.tmp`` file renamed into place)."""
 

@@ -1,9 +1,9 @@
-"""Image augmentation that keeps the embedding cache valid: a fixed number of seeded views per training scan.
+"""Image augmentation that keeps the store valid: a fixed number of seeded views per training image.
 
 An embedding is cached per image pixels, so an image augmented afresh every step would never hit the cache.
 Instead view ``v`` of scan ``key`` is the albumentations pipeline run with the seed ``hash(seed, key, v)``:
 the same pixels every epoch, in every process, so its embedding is computed once. View 0 is the scan itself.
-Each epoch draws one of the ``views + 1`` views per scan; the cache build computes all of them up front.
+Each epoch draws one of the ``views + 1`` views per scan; the prepare stage makes and encodes all of them up front.
 Image, instance masks and boxes go through the pipeline together; validation and test are never augmented.
 """
 
@@ -51,7 +51,7 @@ class ImageViews:
 
     def identity(self) -> str:
         """What the views' pixels depend on: the pipeline (albumentations' own serialisation), its version and
-        the seed. The item store keys augmented items by it."""
+        the seed. The store keys augmented items by it."""
         if self._identity is None:
             pipeline = json.dumps(A.to_dict(self.pipeline), sort_keys=True, default=str)
             self._identity = f"albumentations {A.__version__}; seed {self.seed}; {pipeline}"

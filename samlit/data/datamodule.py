@@ -336,7 +336,7 @@ class InstanceDataModule(L.LightningDataModule):
 
 def auto_workers(*, processes: int, most: int = 4) -> int:
     """``data.num_workers=auto``: this process's share of the CPUs it may use (``processes`` training processes on
-    this node), at most ``most``: from a warm item store a worker prepares an item in about a millisecond, so a
+    this node), at most ``most``: from a prepared store a worker reads an item in about a millisecond, so a
     few keep any decoder step fed; more only cost start-up time and memory."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(most, cpus // max(1, processes)))

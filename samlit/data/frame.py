@@ -106,7 +106,7 @@ def to_sam_frame(
 
 def frame_image(image: np.ndarray, *, target_length: int = 1024) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, h, w) uint8 with max(h, w) = ``target_length`` (``SamPredictor.set_image``'s
-    resize): the pixels the image encoder sees, and what the embedding cache keys."""
+    resize): the pixels the image encoder sees, and what an entry's ``image_digest`` names."""
     resized = ResizeLongestSide(target_length).apply_image(image)
     return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
 

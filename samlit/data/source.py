@@ -40,7 +40,7 @@ class Source(Protocol):
 
     def depends_on(self, record: Any) -> tuple[list[Path], dict[str, Any]]:
         """What ``read(record)`` gives depends on: the files it reads and every other input (settings, a JSON's
-        annotations of the image), as JSON-able values. The item store keys prepared items by them."""
+        annotations of the image), as JSON-able values. The store keys prepared items by them."""
 
     def warn(self, census: Iterable[InstanceCensus]) -> None:
         """Data-set-wide warnings from the census (once, not per file)."""

@@ -1,1 +1,1 @@
-"""The model side: SAM (registry, weights, download), the embedding cache, losses, metrics, the LightningModule."""
+"""The model side: SAM (registry, weights, download), the encoder's fingerprint, losses, metrics, the LightningModule."""
