@@ -1,1 +1,1 @@
-"""The model side: SAM (registry, weights, download), the encoder's fingerprint, losses, metrics, the LightningModule."""
+"""The model side: SAM (registry, weights, download), the encoder fingerprint, losses, metrics, the LightningModule."""

@@ -100,9 +100,11 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
         exports = sorted(p.name for p in (job_dir / "export").iterdir())
         assert exports == ["sam_tiny_decoder.pth", "sam_tiny_finetuned.pth"]
         assert len(list((job_dir / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once (rank 0)
-    # one build for the sweep: job 0's ranks encoded each image once between them, job 1 encoded nothing
-    caches = [json.loads((sweep_dir / j / "metrics.json").read_text())["embedding_cache"] for j in ("0", "1")]
-    assert caches[1]["misses"] == 0
+    # one prepare stage for the sweep: job 0's ranks made the store between them, job 1 found every entry
+    stores = [json.loads((sweep_dir / j / "metrics.json").read_text())["store"] for j in ("0", "1")]
+    assert stores[0]["mode"] == "disk" and 0 < stores[0]["made"] < stores[0]["entries"]  # rank 0's share
+    assert (stores[1]["found"], stores[1]["made"], stores[1]["encoded"]) == (stores[1]["entries"], 0, 0)
+    assert stores[0]["encoded_in_steps"] == stores[1]["encoded_in_steps"] == 0
     rows = list(csv.DictReader((sweep_dir / "sweep_summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "ok", "no metrics", "no metrics"] and rows[0]["best"] == "True"
     assert {r["overrides"] for r in rows[:2]} == {

@@ -1,13 +1,17 @@
-"""Figures: panels side by side, small crops enlarged sharply, the scan rebuilt from the SAM-frame image."""
+"""Figures: panels side by side, small crops enlarged sharply, the scan rebuilt from the SAM-frame image, which the
+run layer reads for the few items a figure draws: the same frame image the step saw."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from samlit.data.sam_frame import to_sam_frame
-from samlit.data.sample import StampSample
+from samlit.data.frame import to_sam_frame
+from samlit.data.sample import InstanceSample
 from samlit.run.figures import MIN_SIDE, comparison, mean_iou, scan_image
+from samlit.run.setup import build_datamodule
+from samlit.run.testing import with_images
+from tests.conftest import FAST
 
 
 def test_a_small_crop_is_enlarged_by_an_integer_factor():
@@ -25,7 +29,27 @@ def test_a_small_crop_is_enlarged_by_an_integer_factor():
 def test_scan_image_is_the_scan_at_its_size():
     ys, xs = np.mgrid[:256, :192]
     image = np.stack([ys, xs, (ys + xs) // 2], axis=-1).astype(np.uint8)  # smooth: resampling keeps it
-    sample = StampSample(key="k", image=image, masks=np.zeros((0, 256, 192), bool), boxes=np.zeros((0, 4), "f4"))
+    sample = InstanceSample(key="k", image=image, masks=np.zeros((0, 256, 192), bool), boxes=np.zeros((0, 4), "f4"))
     group = to_sam_frame(sample, boxes=sample.boxes)
     rebuilt = scan_image({"image": group["image"], "masks": torch.zeros(0, 256, 192, dtype=torch.bool)})
     assert rebuilt.shape == image.shape and np.abs(rebuilt.astype(int) - image).mean() < 1
+
+
+def test_a_figure_reads_the_frame_image_the_step_saw(compose_cfg):
+    """``cache=none`` groups carry the frame image the encoder sees; ``with_images`` reads the same pixels back
+    from the files by a prediction's ``source`` (image key, instance, view), for crops, augmented views and pages."""
+    datamodule = build_datamodule(compose_cfg(*FAST, "cache=none", "data.augment.views=2").data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    groups = [datamodule.dataset("train", train=True)[(0, i)] for i in range(4)]  # box crops, views drawn
+    groups.append(datamodule.dataset("test", train=False, crop="none")[0])  # a page
+    assert {g["source"][2] for g in groups[:4]} != {0} and groups[-1]["source"][1] is None
+    predictions = [
+        {"key": g["key"], "source": g["source"], "masks": torch.from_numpy(g["masks"].unpack())} for g in groups
+    ]
+    drawn = with_images(predictions, datamodule)
+    for group, predicted in zip(groups, drawn, strict=True):
+        assert torch.equal(predicted["image"], group["image"]), group["source"]
+        assert scan_image(predicted).shape == (*group["original_size"], 3)
+    kept = {**predictions[0], "image": torch.zeros(3, 4, 4, dtype=torch.uint8)}
+    assert with_images([kept], datamodule)[0]["image"] is kept["image"]  # an image already there is not read again

@@ -172,11 +172,10 @@ def test_cli_never_overwrites_an_export_it_did_not_write(tmp_path, sam, capsys):
 def test_onnx_matches_sam_predictor_on_the_test_split(sam, onnx_file, compose_cfg):
     """The box prompts of a run's test split (debug=fast, whole scans as a labeling tool sees them), each scan
     encoded by the same model: onnxruntime's masks are SamPredictor's."""
-    from hydra.utils import instantiate
-
     from samlit.data.sample import with_ink
+    from samlit.run.setup import build_datamodule
 
-    datamodule = instantiate(compose_cfg("debug=fast").data)
+    datamodule = build_datamodule(compose_cfg("debug=fast").data)
     datamodule.prepare_data()
     datamodule.setup("test")
     checked = 0

@@ -7,41 +7,48 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from samlit.core.errors import SamlitError
+from samlit.data.store import PackedMasks, PreparedItem, Store
 from samlit.model.module import NonFiniteLoss
-from samlit.run.setup import instantiate_group
+from samlit.run.prepare import prepare
+from samlit.run.setup import build_datamodule, instantiate_group
 from tests.conftest import FAST, REPO
+from tests.run.test_prepare import cheap_encoder
 
 
 class NaNAfter(nn.Module):
-    """``loss`` until ``calls`` training calls have been made, NaN afterwards."""
+    """``loss`` until ``calls`` training calls have been made, every term NaN afterwards."""
 
     def __init__(self, loss: nn.Module, *, calls: int) -> None:
         super().__init__()
         self.loss, self.calls, self.seen = loss, calls, 0
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
-        value = self.loss(logits, target, iou_pred)
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = self.loss(logits, target, iou_pred)
         if torch.is_grad_enabled():
             self.seen += 1
             if self.seen > self.calls:
-                return value * float("nan")
-        return value
+                return {name: value * float("nan") for name, value in terms.items()}
+        return terms
 
 
-def test_nan_loss_stops_naming_step_and_batch_and_keeps_checkpoints(compose_cfg, tmp_path):
+def test_nan_loss_stops_naming_step_and_batch_and_keeps_checkpoints(compose_cfg, tmp_path, monkeypatch):
+    cheap_encoder(monkeypatch)
     cfg = compose_cfg(*FAST, "trainer.max_epochs=3", "~callbacks.rich_progress_bar", "~callbacks.lr_monitor")
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    steps_per_epoch = len(datamodule.splits["train"])  # batch_size 1
+    steps_per_epoch = len(datamodule.dataset("train", train=True))  # batch_size 1
     module = instantiate(cfg.module)
     module.loss = NaNAfter(module.loss, calls=steps_per_epoch + 1)  # epoch 0 whole, then 1 step of epoch 1
     trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.callbacks), logger=False)
+    prepare(trainer=trainer, module=module, datamodule=datamodule)
 
     with pytest.raises(NonFiniteLoss) as error:
         trainer.fit(module, datamodule=datamodule)
@@ -83,22 +90,42 @@ def test_disk_full_while_writing_leaves_the_old_file_and_no_temp(tmp_path, monke
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
-def test_cache_on_a_full_disk_names_the_cache_path(tmp_path, monkeypatch):
-    from samlit.core.errors import SamlitError
-    from samlit.model.embeddings import EmbeddingCache
+def small_item() -> PreparedItem:
+    masks = np.zeros((1, 8, 8), bool)
+    masks[0, 2:5, 3:6] = True
+    return PreparedItem(
+        key="k",
+        image_digest="d",
+        boxes=np.array([[3, 2, 6, 5]], np.float32),
+        masks=PackedMasks.pack(masks),
+        low_res_targets=torch.zeros(1, 256, 256),
+        original_size=(8, 8),
+        input_size=(1024, 1024),
+    )
 
+
+def test_store_on_a_full_disk_names_the_entry_and_paths_cache_dir(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full)
-    cache = EmbeddingCache(mode="disk", root=tmp_path / "cache")
-    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    store = Store(mode="disk", root=tmp_path / "cache")
     with pytest.raises(SamlitError) as error:
-        cache.get(fingerprint="f", image=image, compute=lambda: torch.zeros(1, 256, 64, 64))
+        store.write("ab12", small_item(), features=None)
     message = str(error.value)
-    assert "embedding cache" in message and str(tmp_path / "cache") in message
+    assert f"cannot write the store at {store.path('ab12')}" in message and "\n" not in message
     assert message.count("No space left on device") == 1 and "paths.cache_dir" in message
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix == ".tmp"]
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no temp file left
+
+
+def test_an_unreadable_store_entry_is_one_line_naming_paths_cache_dir(tmp_path):
+    store = Store(mode="disk", root=tmp_path / "cache")
+    store.path("ab12").mkdir(parents=True)  # a folder where the entry should be
+    with pytest.raises(SamlitError) as error:
+        store.read("ab12")
+    message = str(error.value)
+    assert f"cannot read the store at {store.path('ab12')}" in message and "paths.cache_dir" in message
+    assert "\n" not in message
 
 
 @pytest.mark.slow

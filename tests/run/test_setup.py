@@ -3,11 +3,18 @@ one ``SamlitError`` line that names the key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from samlit.core.errors import SamlitError, find_user_error
-from samlit.run.setup import setup
+from samlit.data.coco import CocoSource
+from samlit.data.folder import FolderSource
+from samlit.data.staver import StaverSource
+from samlit.data.store import Store
+from samlit.data.synthetic import SyntheticSource
+from samlit.run.setup import build_datamodule, setup
 from tests.conftest import FAST
 
 
@@ -28,6 +35,10 @@ from tests.conftest import FAST
         ("optimizer.weight_decay=-0.1", "optimizer.weight_decay"),
         ("seed=-1", "seed"),
         ("seed=1.5", "seed"),
+        ("cache.mode=ram", "cache.mode"),
+        ("cache.dtype=int8", "cache.dtype"),
+        ("cache.device=gpu", "cache.device"),
+        ("cache.root=null", "cache.root"),
     ],
 )
 def test_bad_values_are_one_line_naming_the_key(compose_cfg, override, key):
@@ -46,7 +57,8 @@ def test_gpu_trainer_without_a_gpu_is_one_line(compose_cfg):
 
 
 def test_resume_checkpoint_is_checked_before_anything_runs(tmp_path):
-    """``ckpt_path=`` missing, empty, truncated, or an export: one line, before the cache build and zero-shot test."""
+    """``ckpt_path=`` missing, empty, truncated, or an export: one line, before the prepare stage and the
+    zero-shot test."""
     from samlit.run.train import check_resume_checkpoint
 
     empty, truncated, export = tmp_path / "empty.ckpt", tmp_path / "truncated.ckpt", tmp_path / "sam_tiny.pth"
@@ -67,3 +79,38 @@ def test_resume_checkpoint_is_checked_before_anything_runs(tmp_path):
     torch.save({"state_dict": {}, "loops": {}, "epoch": 1}, good)
     check_resume_checkpoint(str(good))
     check_resume_checkpoint(None)
+
+
+@pytest.mark.parametrize(
+    "overrides,source,expected",
+    [
+        ([*FAST, "data.num_scans=7"], SyntheticSource, {"num_scans": 7, "image_size": 128}),
+        (["data=staver", "data.root=/d/staver"], StaverSource, {"root": Path("/d/staver")}),
+        (["data=folder", "data.root=/d/own", "data.instances=components"], FolderSource, {"instances": "components"}),
+        (
+            ["data=coco", "data.images=/d/img", "data.annotations=/d/a.json"],
+            CocoSource,
+            {"images": Path("/d/img"), "annotations": {None: Path("/d/a.json")}},
+        ),
+    ],
+)
+def test_build_datamodule_hands_the_shortcuts_to_the_source_and_the_cache_group_to_the_store(
+    compose_cfg, tmp_path, overrides, source, expected
+):
+    """``data.root=...`` & co. (the README's commands) reach the ``data.source`` node; the ``cache`` group is the
+    datamodule's store (``<paths.cache_dir>/store``)."""
+    datamodule = build_datamodule(compose_cfg(*overrides, "data.min_region_area=9").data)  # debug=fast: synthetic
+    assert type(datamodule.source) is source and datamodule.source.min_area == datamodule.min_region_area == 9
+    assert {key: getattr(datamodule.source, key) for key in expected} == expected
+    store = datamodule.store
+    assert isinstance(store, Store) and (store.mode, store.root) == ("disk", tmp_path / "cache" / "store")
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_cache_none_has_no_store_and_memory_a_folder_of_its_own(compose_cfg, tmp_path, cache):
+    datamodule = build_datamodule(compose_cfg(*FAST, f"cache={cache}").data)
+    if cache == "none":
+        assert datamodule.store is None
+    else:
+        assert datamodule.store.mode == "memory" and datamodule.store.root.is_dir()
+        assert tmp_path not in datamodule.store.root.parents
