@@ -95,8 +95,8 @@ class InstanceDataModule(L.LightningDataModule):
         self.crop = crop
         self.crop_margin = crop_margin
         self.splits: dict[str, list[Any]] = {}
-        self.num_without_stamp = 0
-        self.bad_scans: list[BadFile] = []
+        self.num_without_instance = 0
+        self.bad_images: list[BadFile] = []
         self.stray_files: list[str] = []
         self.census: dict[str, InstanceCensus] = {}
         self.instances: dict[str, int] = {}  # instances with ink per image key
@@ -119,22 +119,22 @@ class InstanceDataModule(L.LightningDataModule):
             shown = "; ".join(self.stray_files[:3]) + ("; ..." if len(self.stray_files) > 3 else "")
             log.warning("%d files under %s are not used: %s (all: data.stray_files in metrics.json)",
                         len(self.stray_files), self.root, shown)  # fmt: skip
-        files, self.bad_scans = self.source.check(found, on_bad_file=self.on_bad_file)
+        files, self.bad_images = self.source.check(found, on_bad_file=self.on_bad_file)
         self.census = {f.key: self.source.census(f) for f in files}
         self.instances = {key: census.instances for key, census in self.census.items()}
         self.source.warn(self.census.values())
-        with_stamp = [f for f in files if self.instances[f.key] > 0]
-        self.num_without_stamp = len(files) - len(with_stamp)
-        if not with_stamp:
+        with_instance = [f for f in files if self.instances[f.key] > 0]
+        self.num_without_instance = len(files) - len(with_instance)
+        if not with_instance:
             census = self.census.values()
             raise SamlitError(
                 f"no image under {self.root} holds an instance with ink: {len(files)} images read "
-                f"({len(self.bad_scans)} bad files skipped), {sum(c.without_ink for c in census)} instances "
+                f"({len(self.bad_images)} bad files skipped), {sum(c.without_ink for c in census)} instances "
                 f"without ink, {sum(c.below_min_area for c in census)} below data.min_region_area="
                 f"{self.min_region_area} px; {self.source.no_instance_hint()}, or add images (data.num_scans for "
                 "synthetic data)"
             )
-        by_key = {f.key: f for f in with_stamp}
+        by_key = {f.key: f for f in with_instance}
         given = self.source.user_splits()
         if given is not None:
             keys = {name: sorted(k for k in given.get(name, ()) if k in by_key) for name in ("train", "val", "test")}
@@ -145,30 +145,30 @@ class InstanceDataModule(L.LightningDataModule):
         self.splits = {name: [by_key[k] for k in split] for name, split in keys.items()}
 
     def require_splits(self, *names: str) -> None:
-        """One line naming the fraction to raise when one of ``names`` holds no scan (train.py needs val and test)."""
+        """One line naming the fraction to raise when one of ``names`` holds no image (train.py needs val and test)."""
         for name in names:
             if not self.splits[name]:
-                with_stamp = sum(len(files) for files in self.splits.values())
+                with_instance = sum(len(files) for files in self.splits.values())
                 raise SamlitError(
-                    f"the {name} split is empty ({with_stamp} scans with a stamp, "
-                    f"data.{name}_fraction={getattr(self, f'{name}_fraction')}); it needs at least one scan: raise "
-                    f"data.{name}_fraction or add scans with stamps (data.num_scans for synthetic data)"
+                    f"the {name} split is empty ({with_instance} images with an instance, "
+                    f"data.{name}_fraction={getattr(self, f'{name}_fraction')}); it needs at least one image: raise "
+                    f"data.{name}_fraction or add images with instances (data.num_scans for synthetic data)"
                 )
 
     def summary(self) -> dict[str, Any]:
-        """Counts for the report: scans per split and scans skipped for having no stamp."""
+        """Counts for the report: images and instances per split, images left out (bad files, no instance)."""
         return {
             "root": str(self.root),
-            "scans_without_stamp": self.num_without_stamp,
-            "bad_scans": len(self.bad_scans),
-            "bad_files": [bad.problem for bad in self.bad_scans],
+            "images_without_instance": self.num_without_instance,
+            "bad_images": len(self.bad_images),
+            "bad_files": [bad.problem for bad in self.bad_images],
             "stray_files": self.stray_files,
-            "regions_without_ink": sum(c.without_ink for c in self.census.values()),
-            "regions_below_min_area": sum(c.below_min_area for c in self.census.values()),
+            "instances_without_ink": sum(c.without_ink for c in self.census.values()),
+            "instances_below_min_area": sum(c.below_min_area for c in self.census.values()),
             **self.source.counts(self.census.values()),
-            **{f"{name}_scans": len(files) for name, files in self.splits.items()},
-            **{f"{name}_stamps": sum(self.instances[f.key] for f in files) for name, files in self.splits.items()},
-            "train_views_per_scan": 1 + (self.augment.views if self.augment else 0),
+            **{f"{name}_images": len(files) for name, files in self.splits.items()},
+            **{f"{name}_instances": sum(self.instances[f.key] for f in files) for name, files in self.splits.items()},
+            "train_views_per_image": 1 + (self.augment.views if self.augment else 0),
             "crop": self.crop,
             "crop_margin": self.crop_margin if self.crop == "box" else None,
         }
@@ -286,12 +286,12 @@ class InstanceDataModule(L.LightningDataModule):
 
     def loader(self, dataset: Dataset, *, shuffle: bool) -> DataLoader:
         """Under DDP, Lightning gives the training loader a ``DistributedSampler``; val and test get an unrepeated
-        one here (Lightning's default pads ranks with repeated scans, which would count them twice).
+        one here (Lightning's default pads ranks with repeated items, which would count them twice).
 
         The training loader is a ``StatefulDataLoader`` over an ``EpochSampler``: the order and each item's random
         choices are functions of (``seed``, epoch, index) only, never of the global RNG. Lightning saves the
         loader's position in every checkpoint, so a run resumed from a mid-epoch checkpoint (Ctrl-C, SIGTERM) sees
-        the rest of that epoch's scans, and the next epochs, as an unbroken run does.
+        the rest of that epoch's items, and the next epochs, as an unbroken run does.
         """
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed else (1, 0)
@@ -304,8 +304,8 @@ class InstanceDataModule(L.LightningDataModule):
         elif distributed:
             if len(dataset) < world:
                 raise SamlitError(
-                    f"{len(dataset)} scans in a val/test split for {world} DDP processes: every process needs one; "
-                    "use more scans (data.val_fraction / data.test_fraction) or fewer trainer.devices"
+                    f"{len(dataset)} items in a val/test split for {world} DDP processes: every process needs one; "
+                    "use more images (data.val_fraction / data.test_fraction) or fewer trainer.devices"
                 )
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         else:

@@ -46,10 +46,10 @@ def info_lines(datamodule: InstanceDataModule) -> list[str]:
     boxes = sorted(c.instances for c in census if c.instances)
     lines = [
         f"data: {summary['root']} ({summary.get('source', 'staver')})",
-        f"images: {len(datamodule.census)} read, {summary['bad_scans']} bad inputs left out, "
-        f"{summary['scans_without_stamp']} without an instance, {len(summary['stray_files'])} files not used",
-        f"instances: {sum(boxes)} used, {summary['regions_without_ink']} empty, {summary['regions_below_min_area']} "
-        f"below data.min_region_area={datamodule.min_region_area} px",
+        f"images: {len(datamodule.census)} read, {summary['bad_images']} bad inputs left out, "
+        f"{summary['images_without_instance']} without an instance, {len(summary['stray_files'])} files not used",
+        f"instances: {sum(boxes)} used, {summary['instances_without_ink']} empty, "
+        f"{summary['instances_below_min_area']} below data.min_region_area={datamodule.min_region_area} px",
     ]
     if "instances_per_category" in summary:
         lines.append(f"instances per category: {summary['instances_per_category']}")
@@ -57,7 +57,7 @@ def info_lines(datamodule: InstanceDataModule) -> list[str]:
         lines.append(f"boxes per image: min {boxes[0]}, median {statistics.median(boxes):g}, max {boxes[-1]}")
     given = "the data set's own" if datamodule.source.user_splits() is not None else f"seeded (seed {datamodule.seed})"
     split = ", ".join(
-        f"{n} {summary[f'{n}_scans']} images / {summary[f'{n}_stamps']} instances" for n in datamodule.splits
+        f"{n} {summary[f'{n}_images']} images / {summary[f'{n}_instances']} instances" for n in datamodule.splits
     )
     lines.append(f"split ({given}): {split}")
     lines += [f"left out: {problem}" for problem in summary["bad_files"]]

@@ -110,7 +110,7 @@ def test_prepare_plans_every_view_and_training_draws_one(compose_cfg):
     assert [train[0]["view"] for _ in range(30)] == drawn  # seeded like the box jitter
     by_epoch = [train[(epoch, 0)]["view"] for epoch in range(12)]  # (epoch, index): the global RNG plays no part
     assert set(by_epoch) == {0, 1, 2} and [train[(epoch, 0)]["view"] for epoch in range(12)] == by_epoch
-    assert datamodule.summary()["train_views_per_scan"] == 3
+    assert datamodule.summary()["train_views_per_image"] == 3
 
 
 def test_a_view_that_pushes_every_stamp_out_leaves_an_item_without_prompts():

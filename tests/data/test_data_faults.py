@@ -67,7 +67,7 @@ def test_datamodule_leaves_bad_scans_out_and_reports_them(broken):
     in_splits = {f.key for files in datamodule.splits.values() for f in files}
     assert not in_splits & set(named)
     summary = datamodule.summary()
-    assert summary["bad_scans"] == 5 and all(any(p in line for line in summary["bad_files"]) for p in named.values())
+    assert summary["bad_images"] == 5 and all(any(p in line for line in summary["bad_files"]) for p in named.values())
 
 
 def test_stamps_without_ink_and_specks_are_counted_and_never_trained_on(staver, tmp_path):
@@ -85,7 +85,7 @@ def test_stamps_without_ink_and_specks_are_counted_and_never_trained_on(staver, 
     datamodule = InstanceDataModule(source=StaverSource(root=root, min_area=16))
     datamodule.setup("fit")
     summary = datamodule.summary()
-    assert summary["regions_without_ink"] >= 1 and summary["regions_below_min_area"] >= 1
+    assert summary["instances_without_ink"] >= 1 and summary["instances_below_min_area"] >= 1
     assert scans[0].key not in {f.key for files in datamodule.splits.values() for f in files}
     for split in ("train", "val", "test"):
         for item in datamodule.dataset(split, train=split == "train"):  # no store: made from the files

@@ -33,7 +33,7 @@ def test_splits_hold_exactly_the_scans_with_a_stamp(datamodule):
     """Disjointness of the split itself: ``test_splits.py``. Here: which scans reach it."""
     stampless = {f.key for f in find_scans(datamodule.root) if stamp_census(f).instances == 0}
     keys = {name: {f.key for f in files} for name, files in datamodule.splits.items()}
-    assert stampless and datamodule.summary()["scans_without_stamp"] == len(stampless)
+    assert stampless and datamodule.summary()["images_without_instance"] == len(stampless)
     assert set().union(*keys.values()) == {f.key for f in find_scans(datamodule.root)} - stampless
     assert all(keys.values())
 

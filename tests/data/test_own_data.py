@@ -205,7 +205,7 @@ def test_a_segmentation_that_covers_no_pixel_is_named(data, caplog):
     (warning,) = [r.getMessage() for r in caplog.records if "empty mask" in r.getMessage()]
     assert warning.startswith("1 annotations have an empty mask (their segmentation covers no pixel)")
     assert f"annotation {first['id']} of {name} left out" in warning
-    assert module.summary()["regions_without_ink"] == 1
+    assert module.summary()["instances_without_ink"] == 1
 
 
 def test_bbox_outside_the_image(data, caplog):

@@ -93,8 +93,8 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
         assert metrics["world_size"] == 2
         assert metrics["loss"] == ("dice" if job == "0" else "focal")
         # every test stamp counted exactly once across the 2 ranks (no padding repeats)
-        assert metrics["fine_tuned"]["n_masks"] == metrics["zero_shot"]["n_masks"] == metrics["data"]["test_stamps"]
-        unit = "stamps" if metrics["frame"]["crop"] == "box" else "scans"
+        assert metrics["fine_tuned"]["n_masks"] == metrics["zero_shot"]["n_masks"] == metrics["data"]["test_instances"]
+        unit = "instances" if metrics["frame"]["crop"] == "box" else "images"
         assert len(metrics["per_scan"]) == metrics["data"][f"test_{unit}"]
         assert (job_dir / "train_rank1.log").is_file()  # rank 1 ran inside this job's dir
         exports = sorted(p.name for p in (job_dir / "export").iterdir())

@@ -84,7 +84,7 @@ def check_quiet_console(result: subprocess.CompletedProcess) -> None:
 
 def test_items(metrics: dict) -> int:
     """Test items of a run: its test scans (``data.crop=none``) or its test stamps (``box``: one crop each)."""
-    return metrics["data"]["test_stamps" if metrics["frame"]["crop"] == "box" else "test_scans"]
+    return metrics["data"]["test_instances" if metrics["frame"]["crop"] == "box" else "test_images"]
 
 
 test_items.__test__ = False  # a helper, not a test
@@ -104,7 +104,7 @@ def check_wandb_run(run_dir: Path, metrics: dict) -> None:
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     media = wandb_run / "files" / "media"
     val_overlays = list((media / "images" / "val").glob("overlays_*.png"))
-    val_items = metrics["data"]["val_stamps" if metrics["frame"]["crop"] == "box" else "val_scans"]
+    val_items = metrics["data"]["val_instances" if metrics["frame"]["crop"] == "box" else "val_images"]
     kept = min(2, val_items)  # callbacks.val_overlays.count=2
     assert len(val_overlays) == kept * metrics["epochs"]  # the same val scans, every val epoch
     test_overlays = list((media / "images" / "test").glob("overlays_*.png"))
@@ -143,10 +143,11 @@ def test_train_end_to_end(tmp_path):
     # each item's embedding was computed exactly once, by the prepare stage: none in the zero-shot test, the 2
     # epochs or the final test; the store also holds the test items in the other frame (the report's ceiling)
     data, store = metrics["data"], metrics["store"]
-    unit = "stamps" if metrics["frame"]["crop"] == "box" else "scans"  # what each item is: a crop or a page
+    unit = "instances" if metrics["frame"]["crop"] == "box" else "images"  # what each item is: a crop or a page
     num_items = data[f"train_{unit}"] + data[f"val_{unit}"] + data[f"test_{unit}"]
     assert store["mode"] == "disk" and store["encoded"] == num_items and store["encoded_in_steps"] == 0
-    assert store["made"] == store["entries"] == num_items + data["test_scans" if unit == "stamps" else "test_stamps"]
+    other_frame = data["test_images" if unit == "instances" else "test_instances"]
+    assert store["made"] == store["entries"] == num_items + other_frame
     assert store["found"] == store["damaged"] == 0 and store["bytes_written"] > num_items * 256 * 64 * 64 * 2
 
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
