@@ -37,7 +37,7 @@ def log_images(loggers: Sequence[Logger], *, key: str, images: list[np.ndarray],
                 logger.experiment.add_image(f"{key}/{caption}", image, global_step=step, dataformats="HWC")
 
 
-def scan_table(*, zero_shot: list[dict[str, Any]], fine_tuned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def image_table(*, zero_shot: list[dict[str, Any]], fine_tuned: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per test scan, zero-shot vs fine-tuned (the ``TestResult.rows`` of the two tests)."""
     tuned = {row["key"]: row for row in fine_tuned}
     return [

@@ -184,7 +184,7 @@ def write_outputs(
     export_path, decoder_path = export_run(module.sam, run_dir / "export", model_type=model_type)
     drawn = figures.save_comparisons(run_dir / "figures", before=zero_shot.kept, after=fine_tuned.kept)
     curves = figures.save_curves(run_dir / "figures" / "curves.png", job.history.epochs)
-    per_scan = dashboard.scan_table(zero_shot=zero_shot.rows, fine_tuned=fine_tuned.rows)
+    per_image = dashboard.image_table(zero_shot=zero_shot.rows, fine_tuned=fine_tuned.rows)
     metrics = report.write_metrics(
         run_dir / "metrics.json",
         model=model_type,
@@ -210,7 +210,7 @@ def write_outputs(
         },
         wall_time_s=round(time.perf_counter() - start, 1),
         world_size=trainer.world_size,
-        per_scan=per_scan,
+        per_image=per_image,
     )
     report.write_markdown(
         run_dir / "report.md",
@@ -220,7 +220,7 @@ def write_outputs(
         overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         curves=curves,
     )
-    dashboard.log_table(job.loggers, key="test/per_scan", rows=per_scan)
+    dashboard.log_table(job.loggers, key="test/per_image", rows=per_image)
     dashboard.log_images(
         job.loggers,
         key="test/overlays",

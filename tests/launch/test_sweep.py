@@ -95,7 +95,7 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
         # every test stamp counted exactly once across the 2 ranks (no padding repeats)
         assert metrics["fine_tuned"]["n_masks"] == metrics["zero_shot"]["n_masks"] == metrics["data"]["test_instances"]
         unit = "instances" if metrics["frame"]["crop"] == "box" else "images"
-        assert len(metrics["per_scan"]) == metrics["data"][f"test_{unit}"]
+        assert len(metrics["per_image"]) == metrics["data"][f"test_{unit}"]
         assert (job_dir / "train_rank1.log").is_file()  # rank 1 ran inside this job's dir
         exports = sorted(p.name for p in (job_dir / "export").iterdir())
         assert exports == ["sam_tiny_decoder.pth", "sam_tiny_finetuned.pth"]

@@ -112,7 +112,7 @@ def check_wandb_run(run_dir: Path, metrics: dict) -> None:
     (table_file,) = (media / "table" / "test").glob("per_scan_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
-    assert len(table["data"]) == test_items(metrics) == len(metrics["per_scan"])
+    assert len(table["data"]) == test_items(metrics) == len(metrics["per_image"])
     assert list((wandb_run).glob("run-*.wandb"))  # the run's history and config (upload: wandb sync)
 
 
@@ -124,7 +124,7 @@ def check_tensorboard(run_dir: Path) -> None:
     assert {"val/iou", "val/dice", "train/loss_epoch", "lr-Adam"} <= set(tags["scalars"])
     assert any(t.startswith("val/overlays/") for t in tags["images"])
     assert any(t.startswith("test/overlays/") for t in tags["images"])
-    assert any(t.startswith("test/per_scan") for t in tags["tensors"])  # the markdown table (a text summary)
+    assert any(t.startswith("test/per_image") for t in tags["tensors"])  # the markdown table (a text summary)
 
 
 @pytest.mark.slow

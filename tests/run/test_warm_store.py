@@ -50,7 +50,7 @@ def test_a_warm_run_makes_nothing_reads_only_the_drawn_images_and_gives_the_same
     for key in ("zero_shot", "fine_tuned"):
         assert warm[key] == cold[key]
     assert warm["frame"]["ceiling"] == cold["frame"]["ceiling"]
-    assert warm["per_scan"] == cold["per_scan"]
+    assert warm["per_image"] == cold["per_image"]
 
 
 def test_a_new_encoder_on_a_warm_store_prepares_again_with_its_features(compose_cfg, reads, tmp_path):
