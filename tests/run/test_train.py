@@ -109,7 +109,7 @@ def check_wandb_run(run_dir: Path, metrics: dict) -> None:
     assert len(val_overlays) == kept * metrics["epochs"]  # the same val scans, every val epoch
     test_overlays = list((media / "images" / "test").glob("overlays_*.png"))
     assert len(test_overlays) == min(4, test_items(metrics))  # the report's figures=4
-    (table_file,) = (media / "table" / "test").glob("per_scan_*.table.json")
+    (table_file,) = (media / "table" / "test").glob("per_image_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
     assert len(table["data"]) == test_items(metrics) == len(metrics["per_image"])
