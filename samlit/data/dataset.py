@@ -30,7 +30,7 @@ from samlit.data.augment import ImageViews
 from samlit.data.frame import crop_stamp, frame_prompts, frame_targets
 from samlit.data.prompts import PromptSampler
 from samlit.data.sample import InstanceSample, with_ink
-from samlit.data.store import PackedMasks, PreparedItem, Store
+from samlit.data.store import MappedTensor, PackedMasks, PreparedItem, Store
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,8 @@ class ItemDataset(Dataset):
         image = None
         if self.store is not None:
             what = f"item {self.records[record].key} (instance {instance}, view {view})"
-            item = self.store.get(self.keys[index][view], what=what)
+            # in a loader worker the embedding is handed over as where it lies in the entry's file (MappedTensor)
+            item = self.store.get(self.keys[index][view], what=what, map_features=get_worker_info() is not None)
         else:
             item, image = make_item(
                 self.read, self.records[record], instance=instance, view=view, augment=self.augment, margin=self.margin
@@ -244,16 +245,18 @@ def collate_samples(batch: list[Group]) -> list[Group]:
 
 
 def unpacked(group: dict[str, Any]) -> dict[str, Any]:
-    """``group`` with its ``PackedMasks`` as (N, H, W) bool tensors."""
+    """``group`` with its ``PackedMasks`` as (N, H, W) bool tensors and its ``MappedTensor``s mapped."""
     for key, value in group.items():
         if isinstance(value, PackedMasks):
             group[key] = torch.from_numpy(value.unpack())
+        elif isinstance(value, MappedTensor):
+            group[key] = value.load()
     return group
 
 
 class InBandBatch(list):
-    """A worker's batch whose tensors are pickled by value (as NumPy arrays; masks stay packed). It arrives as a
-    plain list of groups with tensors again."""
+    """A worker's batch whose tensors are pickled by value (as NumPy arrays; masks stay packed, an embedding is a
+    ``MappedTensor``: where it lies in its entry's file). It arrives as a plain list of groups with tensors again."""
 
     def __reduce__(self) -> tuple[Callable[..., list[Group]], tuple[list[tuple[dict[str, Any], list[str]]]]]:
         groups = []

@@ -17,8 +17,10 @@ import torch
 from samlit.core.digests import image_digest
 from samlit.core.errors import SamlitError
 from samlit.data import store as store_module
+from samlit.data.dataset import unpacked
 from samlit.data.store import (
     DamagedEntry,
+    MappedTensor,
     PackedMasks,
     PreparedItem,
     Store,
@@ -494,6 +496,20 @@ def test_worker_batches_arrive_as_tensors_equal_to_in_process_ones(compose_cfg, 
             assert a.keys() == b.keys()
             for key, value in b.items():
                 assert torch.equal(a[key], value) if isinstance(value, torch.Tensor) else a[key] == value
+
+
+def test_a_worker_hands_the_embedding_over_as_where_it_lies_in_its_file(tmp_path):
+    store = Store(root=tmp_path / "store")
+    embedding = torch.randn(1, 256, 64, 64).to(torch.float16)
+    store.write("ab" * 32, prepared(features={"embedding": embedding}), features="tag")
+    item = store.read("ab" * 32, map_features=True)
+    handle = item.features["embedding"]
+    assert isinstance(handle, MappedTensor) and len(pickle.dumps(handle)) < 1024  # not 2 MiB through the pipe
+    loaded = handle.load()
+    assert loaded.dtype == torch.float16 and torch.equal(loaded, embedding)
+    assert torch.equal(unpacked({"embedding": handle})["embedding"], embedding)
+    loaded += 1  # copy-on-write: the entry on disk is unchanged
+    assert torch.equal(store.read("ab" * 32).features["embedding"], embedding)
 
 
 # --- info and clear (python -m samlit.cache / samlit cache) -----------------------------------------------------
