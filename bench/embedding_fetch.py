@@ -71,10 +71,18 @@ def main() -> None:
                 embedding = store.read(key).features["embedding"].to(torch.float32, copy=True)
                 embedding.to(tuner.device, non_blocking=True)
                 on_thread.append(time.perf_counter() - start)
+        # what is left in the step: the float16 -> float32 conversion of one embedding (on a GPU: a device op)
+        half = store.read(keys[0]).features["embedding"]
+        convert = []
+        for _ in range(len(on_thread)):
+            start = time.perf_counter()
+            half.float()
+            convert.append(time.perf_counter() - start)
     before, after = statistics.median(on_thread), statistics.median(in_batch)
     print(f"items={len(keys)} (tiny SAM crops, {args.size} px scans) workers={args.workers} epochs={args.epochs}")
     print(f"read on the training thread : {1000 * before:.3f} ms/step (median of {len(on_thread)})")
     print(f"in the batch (loader worker): {1000 * after:.3f} ms/step (median of {len(in_batch)})")
+    print(f"  of which float16 -> float32: {1000 * statistics.median(convert):.3f} ms (the rest: the hand-over)")
     print(f"command: python {' '.join(sys.argv)}")
     print(f"training thread per step, before / after: {before / after:.1f}x")
 

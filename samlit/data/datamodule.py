@@ -195,7 +195,7 @@ class InstanceDataModule(L.LightningDataModule):
         tag = self.features if features == "run" else features
         views = 1 + (self.num_views if train else 0)
         files = self.splits[split]
-        identities = [self.identity(f) for f in files]
+        identities = self.identities(files)
         keys = []
         for record, instance in self.items(split, crop=crop):
             frame = {"instance": instance, "margin": self.crop_margin if instance is not None else None}
@@ -261,18 +261,24 @@ class InstanceDataModule(L.LightningDataModule):
         )
 
     def identity(self, record: Any) -> str:
-        """A record's identity (the start of its entries' keys): its files' content digests (hashed once, then
-        known by size + mtime, ``FileDigests``) and every other input of the source (``Source.depends_on``)."""
-        if record.key not in self._identities:
-            index = self.store.root / FILE_INDEX if self.store is not None else None
-            digests = FileDigests(index) if index is not None else None
-            paths, inputs = self.source.depends_on(record)
-            files = [digests.digest(p) for p in paths] if digests is not None else [str(p) for p in paths]
-            text = json.dumps({"key": record.key, "files": files, "inputs": inputs}, default=str)
-            self._identities[record.key] = hashlib.sha256(text.encode()).hexdigest()
+        """A record's identity (the start of its entries' keys): ``identities`` of one record."""
+        return self.identities([record])[0]
+
+    def identities(self, records: list[Any]) -> list[str]:
+        """Each record's identity: its files' content digests (hashed once, then known by size + mtime,
+        ``FileDigests``, whose index is read and written once per call) and every other input of the source
+        (``Source.depends_on``)."""
+        missing = [r for r in records if r.key not in self._identities]
+        if missing:
+            digests = FileDigests(self.store.root / FILE_INDEX) if self.store is not None else None
+            for record in missing:
+                paths, inputs = self.source.depends_on(record)
+                files = [digests.digest(p) for p in paths] if digests is not None else [str(p) for p in paths]
+                text = json.dumps({"key": record.key, "files": files, "inputs": inputs}, default=str)
+                self._identities[record.key] = hashlib.sha256(text.encode()).hexdigest()
             if digests is not None:
                 digests.save()
-        return self._identities[record.key]
+        return [self._identities[r.key] for r in records]
 
     def frame_image(self, source: tuple[str, int | None, int]) -> torch.Tensor:
         """The frame image (3, h, w) uint8 of an item's ``source`` (image key, instance, view), read from its

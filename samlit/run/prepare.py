@@ -84,8 +84,8 @@ def prepare(
 ) -> PrepareStats:
     """Make every entry of ``datamodule.planned(splits=..., other_frame=...)`` that the store lacks (or holds
     damaged), then decide where the run keeps its embeddings (``cache.device``, ``samlit.run.resident``): only
-    what the command reads (``eval.py``: the test split). With ``cache=none``
-    nothing is prepared: the loaders make each item from its files and the module encodes it at every step."""
+    what the command reads (``eval.py``: the test split). With ``cache=none`` nothing is prepared: the loaders
+    make each item from its files and the module encodes it at every step."""
     stats = PrepareStats()
     store = datamodule.store
     if store is None:
@@ -98,7 +98,11 @@ def prepare(
     plan = datamodule.planned(splits=splits, other_frame=other_frame)
     stats.entries = len(plan)
     pending: dict[tuple[str, str | None], tuple[list, list]] = {}
+    seen: set[str] = set()  # an entry planned twice (the same frame in two roles) is made once
     for split, spec, key, tag in plan:
+        if key in seen:
+            continue
+        seen.add(key)
         try:
             found = store.read(key) is not None
         except DamagedEntry as error:
@@ -108,9 +112,8 @@ def prepare(
             stats.found += 1
             continue
         specs, keys = pending.setdefault((split, tag), ([], []))
-        if key not in keys:  # an entry planned twice (the same frame in two roles) is made once
-            specs.append(spec)
-            keys.append(key)
+        specs.append(spec)
+        keys.append(key)
     if pending:
         parts = [
             datamodule.prepare_dataset(split, specs, keys, features=tag)
