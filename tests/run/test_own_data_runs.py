@@ -36,8 +36,8 @@ def test_coco_and_folder_give_the_same_run(tmp_path):
     coco, folder = metrics["coco"], metrics["folder"]
     assert coco["data"]["source"] == "coco" and folder["data"]["source"] == "folder"
     for split in ("train", "val", "test"):
-        assert coco["data"][f"{split}_scans"] == folder["data"][f"{split}_scans"] > 0
-        assert coco["data"][f"{split}_stamps"] == folder["data"][f"{split}_stamps"]
+        assert coco["data"][f"{split}_images"] == folder["data"][f"{split}_images"] > 0
+        assert coco["data"][f"{split}_instances"] == folder["data"][f"{split}_instances"]
     assert coco["fine_tuned"]["n_masks"] == folder["fine_tuned"]["n_masks"] > 0
     for stage in ("zero_shot", "fine_tuned"):
         for key in ("iou", "dice"):
