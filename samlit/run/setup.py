@@ -91,7 +91,8 @@ def epoch_fit(cfg: DictConfig, datamodule: Any) -> dict[str, int]:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """``seed``, ``optimizer.lr``, ``optimizer.weight_decay`` and a GPU trainer without a GPU: one line each."""
+    """``seed``, ``optimizer.lr``, ``optimizer.weight_decay``, a GPU trainer without a GPU and ``cache.device=cuda``
+    without one: one line each, before any data or model is built."""
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise SamlitError(f"seed={seed!r} must be a whole number in [0, 2**32)")
@@ -106,6 +107,12 @@ def check_values(cfg: DictConfig) -> None:
         raise SamlitError(
             f"trainer.accelerator={accelerator} (trainer=gpu/ddp) but this machine has no CUDA GPU that torch can use; "
             "use trainer=cpu or the default trainer (accelerator auto)"
+        )
+    cache_device = cfg.get("cache", {}).get("device", "auto")
+    if cache_device == "cuda" and (accelerator == "cpu" or not torch.cuda.is_available()):
+        raise SamlitError(
+            "cache.device=cuda but the trainer does not run on a CUDA GPU; use cache.device=auto|cpu (auto keeps the "
+            "embeddings on the GPU when training runs on one and they fit)"
         )
 
 

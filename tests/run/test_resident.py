@@ -62,7 +62,8 @@ def test_keep_resident_on_a_cpu_trainer_changes_nothing(compose_cfg, monkeypatch
 
 def test_cache_device_cuda_on_a_cpu_trainer_is_one_line(compose_cfg, monkeypatch):
     cheap_encoder(monkeypatch)
-    job = fast_job(compose_cfg, "cache.device=cuda")
+    job = fast_job(compose_cfg)  # setup refuses cache.device=cuda without a GPU (test_setup.py); prepare does too
+    job.datamodule.store.device = "cuda"
     with pytest.raises(SamlitError, match=r"cache.device=cuda but the trainer does not run on a CUDA GPU"):
         prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule)
     assert job.datamodule.with_embedding is True and job.module.resident == {}
@@ -73,7 +74,8 @@ def test_resident_embeddings_replace_the_groups_own(compose_cfg, monkeypatch):
     ``image_digest``; the groups stop carrying theirs, and the module finds the same tensor by the digest."""
     cheap_encoder(monkeypatch)
     monkeypatch.setattr(resident, "resolve_device", lambda *args, **kwargs: "cuda")
-    job = fast_job(compose_cfg, "cache.device=cuda")
+    job = fast_job(compose_cfg)
+    job.datamodule.store.device = "cuda"
     datamodule, module = job.datamodule, job.module
     prepare(trainer=job.trainer, module=module, datamodule=datamodule)
     assert datamodule.with_embedding is False and len({float(e[0, 0, 0, 0]) for e in module.resident.values()}) > 1

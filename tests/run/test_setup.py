@@ -56,6 +56,13 @@ def test_gpu_trainer_without_a_gpu_is_one_line(compose_cfg):
         setup(compose_cfg("trainer=gpu"), with_loggers=False)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cache_device_cuda_without_a_gpu_is_one_line_before_the_data_is_read(compose_cfg, tmp_path):
+    with pytest.raises(SamlitError, match=r"cache.device=cuda .* not run on a CUDA GPU; use cache.device=auto\|cpu"):
+        setup(compose_cfg(*FAST, "cache.device=cuda"), with_loggers=False)
+    assert not (tmp_path / "data").exists()  # refused before the synthetic scans were generated
+
+
 def test_resume_checkpoint_is_checked_before_anything_runs(tmp_path):
     """``ckpt_path=`` missing, empty, truncated, or an export: one line, before the prepare stage and the
     zero-shot test."""
