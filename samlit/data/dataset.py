@@ -261,19 +261,11 @@ class InBandBatch(list):
     def __reduce__(self) -> tuple[Callable[..., list[Group]], tuple[list[tuple[dict[str, Any], list[str]]]]]:
         groups = []
         for group in self:
-            if isinstance(group, dict):
-                arrays = [k for k, v in group.items() if isinstance(v, torch.Tensor) and v.dtype != torch.bfloat16]
-                groups.append(({**group, **{k: group[k].numpy() for k in arrays}}, arrays))
-            else:
-                groups.append((group, []))
+            arrays = [k for k, v in group.items() if isinstance(v, torch.Tensor) and v.dtype != torch.bfloat16]
+            groups.append(({**group, **{k: group[k].numpy() for k in arrays}}, arrays))
         return rebuild_groups, (groups,)
 
 
 def rebuild_groups(groups: list[tuple[dict[str, Any], list[str]]]) -> list[Group]:
     """``InBandBatch``'s other end: each group with its tensors back and its masks unpacked."""
-    out = []
-    for group, arrays in groups:
-        if isinstance(group, dict):
-            group = unpacked({**group, **{k: torch.from_numpy(group[k]) for k in arrays}})
-        out.append(group)
-    return out
+    return [unpacked({**group, **{k: torch.from_numpy(group[k]) for k in arrays}}) for group, arrays in groups]

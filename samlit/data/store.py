@@ -48,6 +48,7 @@ from safetensors import SafetensorError
 from samlit.core import atomic, fan_out
 from samlit.core.digests import tensor_bytes
 from samlit.core.errors import SamlitError
+from samlit.data.sample import tight_boxes
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,8 @@ class PackedMasks:
 
     @classmethod
     def pack(cls, masks: np.ndarray) -> PackedMasks:
-        windows = np.zeros((len(masks), 4), np.int64)
-        chunks = []
-        for i, mask in enumerate(masks):
-            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-            if len(rows):
-                windows[i] = cols[0], rows[0], cols[-1] + 1, rows[-1] + 1
-            x0, y0, x1, y1 = windows[i]
-            chunks.append(np.packbits(mask[y0:y1, x0:x1]))
+        windows = tight_boxes(masks).astype(np.int64)  # each mask's tight box; zeros for an empty mask
+        chunks = [np.packbits(mask[y0:y1, x0:x1]) for mask, (x0, y0, x1, y1) in zip(masks, windows, strict=True)]
         offsets = np.cumsum([0, *(len(c) for c in chunks)]).astype(np.int64)
         bits = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
         return cls(windows=windows, bits=bits, offsets=offsets, size=(int(masks.shape[1]), int(masks.shape[2])))
