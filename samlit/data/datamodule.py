@@ -103,7 +103,8 @@ class InstanceDataModule(L.LightningDataModule):
         self.store = store if store is not None and store.enabled else None
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.features: str | None = None  # the frozen model's features tag (Store.features_tag), set by the run
-        self.with_embedding = True  # groups carry their embedding (False: the run keeps them on its device)
+        # the features each group carries (the run's model says which; () when the run keeps them on its device)
+        self.feature_names: tuple[str, ...] = ("embedding",)
         self._identities: dict[str, str] = {}  # record key -> identity (store keys)
 
     def prepare_data(self) -> None:
@@ -222,7 +223,7 @@ class InstanceDataModule(L.LightningDataModule):
             views=self.num_views if train else 0,
             store=self.store,
             keys=self.entry_keys(split, train=train, crop=crop, features=features) if self.store else None,
-            with_embedding=self.with_embedding,
+            feature_names=self.feature_names if features is not None else (),
             prompts=self.prompts if train else None,
             augment=self.augment if train else None,
             margin=self.crop_margin,

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
 from samlit.core.batch import Group
 from samlit.core.digests import image_digest
+from samlit.core.errors import SamlitError
 from samlit.core.seeds import stable_hash
 from samlit.data.augment import ImageViews
 from samlit.data.frame import crop_stamp, frame_prompts, frame_targets
@@ -98,8 +99,9 @@ class ItemDataset(Dataset):
         views: augmentation views per item besides the image itself; each fetch draws one of ``views + 1``.
         store: where the prepared entries are (``None``: every item is made from its files).
         keys: with ``store``, each item's entry key per view (``keys[item][view]``).
-        with_embedding: put each entry's ``embedding`` into its group (``False`` when the run keeps the embeddings
-            on its device: the group then names it by ``image_digest``).
+        feature_names: the features of each entry put into its group: ``("embedding",)``, in HQ mode also
+            ``"interm_embedding"``; ``()`` when the run keeps them on its device (the group names them by
+            ``image_digest``). An entry without one of them is a SamlitError naming ``python prepare.py``.
         prompts: how each item's prompts are drawn (default: the exact boxes, no points: val and test).
         augment: image views (``ImageViews``), to make items from files. margin: the crop margin (crop mode).
         every_view: one item per (item, view) instead, in order.
@@ -118,7 +120,7 @@ class ItemDataset(Dataset):
         views: int = 0,
         store: Store | None = None,
         keys: Sequence[Sequence[str]] | None = None,
-        with_embedding: bool = True,
+        feature_names: Sequence[str] = ("embedding",),
         prompts: PromptSampler | None = None,
         augment: ImageViews | None = None,
         margin: float = 0.1,
@@ -133,7 +135,7 @@ class ItemDataset(Dataset):
         self.num_views = 1 + views
         self.store = store
         self.keys = keys
-        self.with_embedding = with_embedding
+        self.feature_names = tuple(feature_names)
         self.prompts = prompts if prompts is not None else PromptSampler()
         self.augment = augment
         self.margin = margin
@@ -176,8 +178,14 @@ class ItemDataset(Dataset):
         }
         if image is not None:
             group["image"] = image
-        if self.with_embedding and "embedding" in item.features:
-            group["embedding"] = item.features["embedding"]
+        if self.store is not None:
+            for name in self.feature_names:
+                if name not in item.features:
+                    raise SamlitError(
+                        f"{self.store.path(self.keys[index][view])} holds no {name} ({what}): it was prepared for "
+                        "another model mode; run python prepare.py with this command's overrides"
+                    )
+                group[name] = item.features[name]
         if item.crop_box is not None:
             group["crop_box"] = item.crop_box
         return group

@@ -1,7 +1,8 @@
 """``SamFineTuner``: train SAM's mask decoder on box prompts; image and prompt encoders stay frozen.
 
-A batch is a list of per-item groups (``samlit.core.batch.Group``). A group's image embedding (1, 256, 64, 64)
-comes with the group (prepared once by ``samlit.run.prepare`` and read by the loader), or from the embeddings
+A batch is a list of per-item groups (``samlit.core.batch.Group``). A group's image embedding (1, 256, 64, 64) (and
+in HQ mode, ``samlit.model.hq``, the early ViT feature ``interm_embedding``) comes with the group (prepared once by
+``samlit.run.prepare`` and read by the loader), or from the embeddings
 the run keeps on its device (``resident``, by the group's ``image_digest``), or, with ``cache=none`` (the
 baseline), from the frozen encoder on the group's ``image`` at every step. The module never reads files. The
 decoder runs once per image (SAM's way: one embedding repeated per prompt) or once per step for every prompt of
@@ -25,8 +26,10 @@ from torchmetrics import SumMetric
 from samlit.core.batch import Group, Prediction, points_of
 from samlit.core.errors import SamlitError
 from samlit.core.rng import rng_state, set_rng_state
+from samlit.core.strokes import stroke_scores
+from samlit.model.hq import hq_features, is_hq
 from samlit.model.metrics import stage_metrics
-from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_image
+from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_features, feature_names
 
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
 DECODER_BATCHING = ("auto", "per_image", "batched")
@@ -75,11 +78,11 @@ class SamFineTuner(L.LightningModule):
         self.loss = loss
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.resident: dict[str, torch.Tensor] = {}  # image_digest -> embedding kept on the device (run layer)
+        # image_digest -> the frozen encoder's features kept on the device (run layer, cache.device)
+        self.resident: dict[str, dict[str, torch.Tensor]] = {}
         self.encoder_calls = 0  # frames encoded in steps (cache=none)
         for frozen in (sam.image_encoder, sam.prompt_encoder):
             frozen.requires_grad_(False)
-        sam.mask_decoder.requires_grad_(True)
         self.train_metrics = stage_metrics("train")
         self.val_metrics = stage_metrics("val")
         self.test_metrics = stage_metrics("test")
@@ -92,20 +95,32 @@ class SamFineTuner(L.LightningModule):
         self.sam.prompt_encoder.eval()
         return self
 
-    def image_embedding(self, group: Group) -> torch.Tensor:
-        """(1, 256, 64, 64) float32 embedding of the group's frame on this module's device: the group's own
-        ``embedding`` (prepared), the resident one of its ``image_digest``, or the frozen encoder on its ``image``
-        (``cache=none``)."""
-        if "embedding" in group:
-            return group["embedding"].to(self.device, non_blocking=True).float()
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """What the decoder needs from the frozen encoder: ``embedding`` (+ ``interm_embedding`` in HQ mode)."""
+        return feature_names(self.sam)
+
+    def image_features(self, group: Group) -> dict[str, torch.Tensor]:
+        """The frozen encoder's features of the group's frame (``feature_names``: the ``embedding``
+        (1, 256, 64, 64) and, in HQ mode, the ``interm_embedding`` (1, 64, 64, C)), float32 on this module's device:
+        the group's own (prepared), the resident ones of its ``image_digest``, or the frozen encoder on its
+        ``image`` (``cache=none``)."""
+        names = self.feature_names
+        if all(name in group for name in names):
+            return {name: group[name].to(self.device, non_blocking=True).float() for name in names}
         resident = self.resident.get(group.get("image_digest"))
         if resident is not None:
-            return resident.float()
+            return {name: resident[name].float() for name in names}
         if "image" not in group:
-            raise SamlitError(f"{group['key']}: the batch carries neither its embedding nor its image")
+            missing = ", ".join(name for name in names if name not in group)
+            raise SamlitError(f"{group['key']}: the batch carries neither its {missing} nor its image")
         self.encoder_calls += 1
         with torch.no_grad():
-            return encode_image(self.sam, group["image"].to(self.device))
+            return encode_features(self.sam, group["image"].to(self.device))
+
+    def image_embedding(self, group: Group) -> torch.Tensor:
+        """(1, 256, 64, 64) float32 embedding of the group's frame on this module's device (``image_features``)."""
+        return self.image_features(group)["embedding"]
 
     def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame), with its point prompts
@@ -114,8 +129,8 @@ class SamFineTuner(L.LightningModule):
         Returns:
             low-res mask logits (N, 256, 256) and predicted IoU (N,).
         """
-        embedding = self.image_embedding(group)
-        return decode_prompts(self.sam, embedding=embedding, boxes=group["boxes"], points=points_of(group))
+        features = self.image_features(group)
+        return decode_prompts(self.sam, boxes=group["boxes"], points=points_of(group), **features)
 
     def decode_batch(self, groups: list[Group]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``forward`` of every group, as one decoder call per image or one for all prompts of the batch
@@ -129,17 +144,22 @@ class SamFineTuner(L.LightningModule):
         prompts = [
             self.sam.prompt_encoder(points=points_of(g), boxes=g["boxes"], masks=None) for g in groups
         ]  # (N, T, 256), (N, 256, 64, 64) per group
-        embeddings = [self.image_embedding(g) for g in groups]
+        features = [self.image_features(g) for g in groups]
+        fused = None
+        if is_hq(self.sam.mask_decoder):  # once per image, then repeated for its prompts
+            fused = [hq_features(self.sam.mask_decoder, **f) for f in features]
         out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(groups)
         for tokens in sorted({sparse.shape[1] for sparse, _ in prompts}):
             members = [i for i, (sparse, _) in enumerate(prompts) if sparse.shape[1] == tokens]
+            sizes = [len(groups[i]["boxes"]) for i in members]
+            part = list(zip(members, sizes, strict=True))
             logits, iou = decode_prompt_batch(
                 self.sam,
-                embeddings=torch.cat([embeddings[i].expand(len(groups[i]["boxes"]), -1, -1, -1) for i in members]),
+                embeddings=torch.cat([features[i]["embedding"].expand(n, -1, -1, -1) for i, n in part]),
                 sparse=torch.cat([prompts[i][0] for i in members]),
                 dense=torch.cat([prompts[i][1] for i in members]),
+                fused=None if fused is None else torch.cat([fused[i].expand(n, -1, -1, -1) for i, n in part]),
             )
-            sizes = [len(groups[i]["boxes"]) for i in members]
             for i, part_logits, part_iou in zip(members, logits.split(sizes), iou.split(sizes), strict=True):
                 out[i] = (part_logits, part_iou)
         return out
@@ -175,7 +195,8 @@ class SamFineTuner(L.LightningModule):
             else:
                 pred, truth = full.detach() > self.hparams.mask_threshold, group["masks"]
                 predictions.append(prediction(group, pred))
-            metrics.update(pred[:, None].long(), truth[:, None].long())
+            strokes = None if training else predictions[-1]["strokes"]  # each mask scored once, in prediction()
+            metrics.update(pred[:, None].long(), truth[:, None].long(), strokes=strokes)
             if stage == "test":
                 self.test_masks.update(len(low_res_logits))
         return total, predictions
@@ -227,7 +248,7 @@ class SamFineTuner(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/iou"}}
 
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
-        """The parameters that train: the mask decoder's."""
+        """The parameters that train: the mask decoder's (HQ mode: ``model.hq_train``'s, ``samlit.model.hq``)."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -252,12 +273,15 @@ class NonFiniteLoss(SamlitError):
 
 
 def prediction(group: Group, pred: torch.Tensor) -> Prediction:
-    """What a val/test step predicted for one item (CPU tensors), with its ``source``: the run layer reads the frame
-    image of the few it draws."""
+    """What a val/test step predicted for one item (CPU tensors), with its ``source`` (the run layer reads the frame
+    image of the few it draws) and its masks' ``stroke_scores``, computed once here for the stage's metrics and the
+    per-image rows."""
+    pred, masks = pred.cpu(), group["masks"].cpu()
     return {
         "key": group["key"],
-        "pred": pred.cpu(),
-        "masks": group["masks"].cpu(),
+        "pred": pred,
+        "masks": masks,
         "pixel_boxes": group["pixel_boxes"],
         "source": group["source"],
+        "strokes": stroke_scores(pred, masks),
     }

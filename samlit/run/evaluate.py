@@ -1,10 +1,11 @@
-"""``python eval.py``: test-split IoU / Dice of any SAM weights on StaVer-layout data, no training.
+"""``python eval.py``: test-split IoU / Dice / stroke scores of any SAM weights on StaVer-layout data, no training.
 
     python eval.py model=vit_b data=staver data.root=/data/staver                      # zero-shot SAM
     python eval.py model=vit_b model.decoder_weights=<run>/export/sam_vit_b_decoder.pth data=staver ...
 
-Zero-shot vs fine-tuned is these two calls. Writes ``metrics.json`` (the metrics, per-image IoU) and overlays
-of the worst test images (ground truth | prediction, with the box prompts) into ``figures/``.
+Zero-shot vs fine-tuned is these two calls. Writes ``metrics.json`` (the metrics of ``run_test``: IoU, Dice,
+boundary IoU, clDice; per-image rows) and overlays of the worst test images (ground truth | prediction, with the
+box prompts) into ``figures/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, open_dict
 from samlit.core import atomic
 from samlit.core.batch import Prediction
 from samlit.core.images import write_png
+from samlit.model.hq import sam_token_while_fresh
 from samlit.run.figures import prediction_panels
 from samlit.run.prepare import prepare
 from samlit.run.rundir import claim_run_dir, run_frame
@@ -57,7 +59,12 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     use_run_frame(cfg)
     job = setup(cfg, with_loggers=False, keep=cfg.worst_cases, order="worst", needs=("test",))
     prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule, splits=("test",))  # what it reads
-    tested = run_test(job.trainer, job.module, job.datamodule)
+    with sam_token_while_fresh(job.module.sam.mask_decoder) as sam_token:
+        if sam_token:
+            log.warning(
+                "model.hq=true without HQ weights: the HQ token is untrained, so SAM's own mask token is tested"
+            )
+        tested = run_test(job.trainer, job.module, job.datamodule)
     figures = worst_case_figures(run_dir / "figures", tested.kept)
     metrics = {
         "model": cfg.model.model_type,
@@ -74,7 +81,9 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     atomic.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(
         f"{metrics['model']} ({metrics['weights']}, decoder {metrics['decoder_weights'] or 'same'}): test IoU "
-        f"{tested.metrics['iou']:.4f}, Dice {tested.metrics['dice']:.4f} over {tested.metrics['n_masks']} masks\n"
+        f"{tested.metrics['iou']:.4f}, Dice {tested.metrics['dice']:.4f}, boundary IoU 1px "
+        f"{tested.metrics['boundary_iou']['1px']:.4f}, clDice {tested.metrics['cldice']:.4f} over "
+        f"{tested.metrics['n_masks']} masks\n"
         f"run dir: {run_dir}"
     )
     return metrics

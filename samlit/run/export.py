@@ -1,6 +1,9 @@
 """Export the fine-tuned model: ``sam_<model>_finetuned.pth``, a full stock SAM state_dict that
 ``segment_anything.sam_model_registry[model](checkpoint=...)`` loads as is, and ``sam_<model>_decoder.pth``, the
 mask decoder alone (stock ``mask_decoder.`` keys, a few MB) for ``model.decoder_weights=`` over official weights.
+In HQ mode (``model.hq=true``) the files are ``sam_hq_<model>_finetuned.pth`` (what stock
+``segment_anything_hq.sam_model_registry[model](checkpoint=...)`` loads, HQ-SAM's key names) and
+``sam_hq_<model>_decoder.pth``.
 
     python -m samlit.export <run dir | run's .ckpt> [--weights official|<SAM .pth>] [--out DIR] [--onnx]
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,6 +26,7 @@ from segment_anything.modeling import Sam
 
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
+from samlit.model.hq import is_hq
 from samlit.model.sam import build_sam
 from samlit.run import rundir
 from samlit.run.onnx_export import export_onnx, onnx_report, require_onnx
@@ -34,22 +39,42 @@ def export_sam(sam: Sam, path: Path | str) -> Path:
     return atomic.torch_save(state, path)
 
 
-def load_exported(path: Path | str | None, *, model_type: str) -> Sam:
+def export_names(*, model_type: str, hq: bool = False) -> tuple[str, str]:
+    """File names of the full export and the decoder export: ``sam[_hq]_<model>_finetuned.pth``,
+    ``sam[_hq]_<model>_decoder.pth``."""
+    stem = f"sam_hq_{model_type}" if hq else f"sam_{model_type}"
+    return f"{stem}_finetuned.pth", f"{stem}_decoder.pth"
+
+
+def load_exported(path: Path | str | None, *, model_type: str, hq: bool = False) -> Sam:
     """Load an exported file the way a user would: ``sam_model_registry[model_type](checkpoint=path)`` for
-    vit_b/l/h (stock segment-anything), ``build_sam(model_type="tiny", weights=path)`` for tiny.
-    ``path=None``: the bare architecture (random initialisation)."""
+    vit_b/l/h (stock segment-anything; HQ mode: stock segment-anything-hq, whose model returns HQ-SAM's outputs),
+    ``build_sam(model_type="tiny", weights=path, hq=hq)`` for tiny. ``path=None``: the bare architecture (random
+    initialisation)."""
+    checkpoint = None if path is None else str(path)
+    if hq and model_type != "tiny":
+        registry = hq_registry()
+        return registry[model_type](checkpoint=checkpoint)
     if model_type in sam_model_registry:
-        return sam_model_registry[model_type](checkpoint=None if path is None else str(path))
-    return build_sam(model_type=model_type, weights="random" if path is None else str(path))
+        return sam_model_registry[model_type](checkpoint=checkpoint)
+    return build_sam(model_type=model_type, weights="random" if path is None else str(path), hq=hq)
 
 
-def verify_export(sam: Sam, path: Path | str, *, model_type: str) -> None:
+def hq_registry() -> dict:
+    """``segment_anything_hq.sam_model_registry`` (imported on demand: it imports timm)."""
+    with warnings.catch_warnings():  # timm's deprecated import paths, re-registered model names
+        warnings.simplefilter("ignore")
+        from segment_anything_hq import sam_model_registry as registry
+    return registry
+
+
+def verify_export(sam: Sam, path: Path | str, *, model_type: str, hq: bool = False) -> None:
     """Check ``path`` the way ``load_exported`` would use it, without a second model in memory: its keys and
     shapes load strictly into a stock model built on the meta device, and every tensor (read memory-mapped)
     equals ``sam``'s. Raises RuntimeError if not."""
     reloaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     with torch.device("meta"):
-        stock = load_exported(None, model_type=model_type)
+        stock = load_exported(None, model_type=model_type, hq=hq)
     try:
         stock.load_state_dict(reloaded, strict=True, assign=True)
     except RuntimeError as error:
@@ -87,11 +112,13 @@ def holds(path: Path, state: dict[str, torch.Tensor]) -> bool:
 
 
 def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = True) -> tuple[Path, Path]:
-    """Both exports of a fine-tuned ``sam`` into ``export_dir``, the full file checked against the model.
+    """Both exports of a fine-tuned ``sam`` into ``export_dir`` (``export_names``; HQ mode when its decoder is
+    HQ-SAM's), the full file checked against the model.
 
     ``replace=False`` (the export CLI): a file already there that holds the same tensors is kept as is; one that
     holds others is never overwritten (``SamlitError`` naming it, before anything is written)."""
-    full, decoder = export_dir / f"sam_{model_type}_finetuned.pth", export_dir / f"sam_{model_type}_decoder.pth"
+    hq = is_hq(sam.mask_decoder)
+    full, decoder = (export_dir / name for name in export_names(model_type=model_type, hq=hq))
     todo = {full: sam.state_dict(), decoder: decoder_state(sam)}
     if not replace:
         for path, state in list(todo.items()):
@@ -104,7 +131,7 @@ def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = T
                 del todo[path]
     if full in todo:
         export_sam(sam, full)
-        verify_export(sam, full, model_type=model_type)
+        verify_export(sam, full, model_type=model_type, hq=hq)
     if decoder in todo:
         export_decoder(sam, decoder)
     return full, decoder
@@ -125,17 +152,21 @@ def cli(argv: list[str] | None = None) -> int:
         if not config.is_file():
             raise SamlitError(f"{config} not found: {checkpoint} does not sit in a train.py run dir")
         model = OmegaConf.load(config).model
+        hq = bool(model.get("hq", False))
         weights = args.weights or model.weights
         if weights == "random":
+            full_name = export_names(model_type=model.model_type, hq=hq)[0]
             raise SamlitError(
                 f"the run used model.weights=random, so its frozen encoder exists only in its full export; "
-                f"pass --weights {run_dir}/export/sam_{model.model_type}_finetuned.pth (or a SAM file)"
+                f"pass --weights {run_dir}/export/{full_name} (or a SAM file)"
             )
         sam = build_sam(
             model_type=model.model_type,
             weights=weights,
             weights_dir=model.get("weights_dir"),
             decoder_weights=str(checkpoint),
+            hq=hq,
+            hq_token_only=bool(model.get("hq_token_only", True)),
         )
         out = args.out or rundir.export_dir(run_dir)
         full, decoder = export_run(sam, out, model_type=model.model_type, replace=False)

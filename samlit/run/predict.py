@@ -33,7 +33,7 @@ from samlit.core.images import IMAGE_SUFFIXES, read_rgb, write_png
 from samlit.data.frame import check_crop, crop_box, paste, to_sam_frame
 from samlit.data.prompts import clip_boxes
 from samlit.data.sample import InstanceSample
-from samlit.model.sam import decode_prompts, encode_image
+from samlit.model.sam import decode_prompts, encode_features
 from samlit.run.figures import PRED_COLOUR, overlay
 from samlit.run.rundir import run_frame
 
@@ -77,8 +77,8 @@ def _predict_frame(
     height, width = image.shape[:2]
     sample = InstanceSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
     group = to_sam_frame(sample, boxes=np.asarray(boxes, np.float32))
-    embedding = encode_image(sam, group["image"])
-    logits, iou = decode_prompts(sam, embedding=embedding, boxes=group["boxes"].to(device))
+    features = encode_features(sam, group["image"])  # HQ mode: with the early ViT feature
+    logits, iou = decode_prompts(sam, boxes=group["boxes"].to(device), **features)
     full = sam.postprocess_masks(logits[:, None], group["input_size"], group["original_size"])[:, 0]
     return (full > mask_threshold).cpu().numpy(), iou.cpu().numpy()
 

@@ -28,7 +28,7 @@ from samlit.data.datamodule import InstanceDataModule
 from samlit.data.store import DTYPES, DamagedEntry, Store
 from samlit.model.fingerprint import sam_fingerprint
 from samlit.model.module import SamFineTuner
-from samlit.model.sam import encode_image
+from samlit.model.sam import encode_features, feature_names
 from samlit.run.resident import keep_resident
 from samlit.run.setup import setup
 
@@ -56,7 +56,8 @@ class PrepareStats:
 
 
 class Preparer(L.LightningModule):
-    """``predict_step``: encode each made item's frame image (when it is stored with features) and write it."""
+    """``predict_step``: encode each made item's frame image (when it is stored with features: the embedding and, in
+    HQ mode, the early ViT feature, ``samlit.model.sam.encode_features``) and write it."""
 
     def __init__(self, *, sam: Sam, store: Store, stats: PrepareStats) -> None:
         super().__init__()
@@ -67,8 +68,8 @@ class Preparer(L.LightningModule):
             item = made["item"]
             if made["features"] is not None:
                 with torch.no_grad():
-                    embedding = encode_image(self.sam, made["image"].to(self.device))
-                item.features = {"embedding": embedding.detach().to("cpu", DTYPES[self.store.dtype])}
+                    features = encode_features(self.sam, made["image"].to(self.device))
+                item.features = {k: v.detach().to("cpu", DTYPES[self.store.dtype]) for k, v in features.items()}
                 self.stats.encoded += 1
             self.stats.bytes_written += self.store.write(made["key"], item, features=made["features"])
             self.stats.made += 1
@@ -95,6 +96,8 @@ def prepare(
         raise SamlitError("cache=memory keeps one process's items only; under DDP use cache=disk (shared by ranks)")
     start = time.perf_counter()
     datamodule.features = store.features_tag(sam_fingerprint(module.sam, precision=str(trainer.precision)))
+    names = feature_names(module.sam)  # an entry made for plain SAM lacks HQ mode's early feature: made again
+    datamodule.feature_names = names
     plan = datamodule.planned(splits=splits, other_frame=other_frame)
     stats.entries = len(plan)
     pending: dict[tuple[str, str | None], tuple[list, list]] = {}
@@ -104,7 +107,8 @@ def prepare(
             continue
         seen.add(key)
         try:
-            found = store.read(key) is not None
+            item = store.read(key)
+            found = item is not None and (tag is None or all(name in item.features for name in names))
         except DamagedEntry as error:
             log.warning("store: %s is damaged (%s); preparing it again", store.path(key), error)
             stats.damaged, found = stats.damaged + 1, False

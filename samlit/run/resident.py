@@ -44,15 +44,18 @@ def resolve_device(requested: str, *, on_cuda: bool, need_bytes: int, free_bytes
 def keep_resident(
     *, store: Any, module: Any, datamodule: Any, trainer: L.Trainer, splits: tuple[str, ...] = ("train", "val", "test")
 ) -> str:
-    """After the prepare stage: with ``cache.device`` resolved to ``cuda``, load every embedding ``splits`` read onto
-    the trainer's device into ``module.resident`` (by ``image_digest``) and stop the loaders carrying them
-    (``datamodule.with_embedding``). Returns the device chosen."""
+    """After the prepare stage: with ``cache.device`` resolved to ``cuda``, load the features (``module.feature_names``:
+    the embedding, in HQ mode also the early ViT feature) of every entry ``splits`` read onto the trainer's device
+    into ``module.resident`` (by ``image_digest``) and stop the loaders carrying them (``datamodule.feature_names``).
+    Returns the device chosen."""
     device = trainer.strategy.root_device
     on_cuda = device.type == "cuda"
     keys = [key for _, _, key, tag in datamodule.planned(splits=splits) if tag is not None]
     if not on_cuda and store.device != "cuda":
         return "cpu"
-    per_entry = 256 * 64 * 64 * torch.empty((), dtype=getattr(torch, store.dtype)).element_size()
+    names = module.feature_names
+    first = store.read(keys[0]) if keys else None  # every entry of a run holds features of the same shapes
+    per_entry = sum(first.features[n].numel() * first.features[n].element_size() for n in names) if first else 0
     free = torch.cuda.mem_get_info(device)[0] if on_cuda else None
     choice = resolve_device(store.device, on_cuda=on_cuda, need_bytes=per_entry * len(keys), free_bytes=free)
     if choice == "cpu":
@@ -60,7 +63,8 @@ def keep_resident(
     module.resident = {}
     for key in keys:
         item = store.read(key)
-        module.resident.setdefault(item.image_digest, item.features["embedding"].to(device))
-    datamodule.with_embedding = False
-    log.info("cache.device=%s: %d embeddings kept on %s", store.device, len(module.resident), device)
+        if item.image_digest not in module.resident:
+            module.resident[item.image_digest] = {name: item.features[name].to(device) for name in names}
+    datamodule.feature_names = ()
+    log.info("cache.device=%s: the features of %d frames kept on %s", store.device, len(module.resident), device)
     return choice

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
+from samlit.model.hq import hq_summary, sam_token_while_fresh
 from samlit.run import dashboard, figures, report
 from samlit.run.callbacks import InterruptCheckpoint
 from samlit.run.ceiling import frame_ceilings
@@ -64,7 +66,11 @@ def main(cfg: DictConfig) -> float:
 
     prepared = prepare(trainer=trainer, module=module, datamodule=job.datamodule, other_frame=True)
     log.info("zero-shot test")
-    zero_shot = run_test(trainer, module, job.datamodule)
+    with sam_token_while_fresh(module.sam.mask_decoder) as sam_token:
+        if sam_token:
+            log.info("HQ mode: the HQ token starts fresh, so the zero-shot row is SAM's own mask token")
+        zero_shot = run_test(trainer, module, job.datamodule)
+    hq = hq_summary(module.sam.mask_decoder, hq_train=cfg.model.get("hq_train"), zero_shot_sam_token=sam_token)
     fine_tune(job, ckpt_path=cfg.get("ckpt_path"), run_dir=run_dir)
     best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best_path and not Path(best_path).is_file():
@@ -85,6 +91,7 @@ def main(cfg: DictConfig) -> float:
             best_score=best_score,
             prepared=prepared,
             start=start,
+            hq=hq,
         )
     return objective
 
@@ -177,6 +184,7 @@ def write_outputs(
     best_score: float | None,
     prepared: PrepareStats,
     start: float,
+    hq: dict[str, Any] | None = None,
 ) -> None:
     """Rank 0: the export, figures, ``metrics.json``, ``report.md``, the dashboards' tables and images."""
     trainer, module = job.trainer, job.module
@@ -208,6 +216,7 @@ def write_outputs(
             **asdict(prepared),
             "encoded_in_steps": module.encoder_calls,
         },
+        hq=hq,
         wall_time_s=round(time.perf_counter() - start, 1),
         world_size=trainer.world_size,
         per_image=per_image,

@@ -273,7 +273,7 @@ class FakeEncoder:
 @pytest.fixture
 def encoder(monkeypatch) -> FakeEncoder:
     fake = FakeEncoder()
-    monkeypatch.setattr("samlit.run.prepare.encode_image", fake)
+    monkeypatch.setattr("samlit.run.prepare.encode_features", lambda sam, image: {"embedding": fake(sam, image)})
     return fake
 
 

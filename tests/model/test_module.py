@@ -74,7 +74,7 @@ def test_the_embedding_comes_with_the_group_else_from_the_device_else_from_the_e
     module.model_step([raw, prepared], "val")
     assert module.encoder_calls == 2  # the image again, the prepared group not at all
 
-    module.resident = {raw["image_digest"]: fresh.half()}  # kept on the device: the group names it only
+    module.resident = {raw["image_digest"]: {"embedding": fresh.half()}}  # kept on the device: the group names it
     named = {k: v for k, v in raw.items() if k != "image"}
     assert torch.equal(module.image_embedding(named), fresh.half().float())
     assert torch.equal(module.image_embedding(raw), fresh.half().float()) and module.encoder_calls == 2

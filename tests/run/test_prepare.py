@@ -50,7 +50,9 @@ def cheap_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """The prepare stage with an encoder that costs nothing (each embedding filled with its image's mean): for
     tests of the store, not of the model."""
     monkeypatch.setattr(
-        prepare_stage, "encode_image", lambda sam, image: torch.full((1, 256, 64, 64), float(image.float().mean()))
+        prepare_stage,
+        "encode_features",
+        lambda sam, image: {"embedding": torch.full((1, 256, 64, 64), float(image.float().mean()))},
     )
 
 

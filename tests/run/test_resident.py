@@ -54,9 +54,9 @@ def test_keep_resident_on_a_cpu_trainer_changes_nothing(compose_cfg, monkeypatch
     for device in ("auto", "cpu"):
         job = fast_job(compose_cfg, f"cache.device={device}")
         prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule)  # calls keep_resident
-        assert job.datamodule.with_embedding is True and job.module.resident == {}
+        assert job.datamodule.feature_names == ("embedding",) and job.module.resident == {}
         args = {"store": job.datamodule.store, "module": job.module, "datamodule": job.datamodule}
-        assert keep_resident(**args, trainer=job.trainer) == "cpu" and job.datamodule.with_embedding is True
+        assert keep_resident(**args, trainer=job.trainer) == "cpu" and job.datamodule.feature_names == ("embedding",)
         assert "embedding" in job.datamodule.dataset("train", train=True)[0]
 
 
@@ -66,7 +66,7 @@ def test_cache_device_cuda_on_a_cpu_trainer_is_one_line(compose_cfg, monkeypatch
     job.datamodule.store.device = "cuda"
     with pytest.raises(SamlitError, match=r"cache.device=cuda but the trainer does not run on a CUDA GPU"):
         prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule)
-    assert job.datamodule.with_embedding is True and job.module.resident == {}
+    assert job.datamodule.feature_names == ("embedding",) and job.module.resident == {}
 
 
 def test_resident_embeddings_replace_the_groups_own(compose_cfg, monkeypatch):
@@ -78,11 +78,12 @@ def test_resident_embeddings_replace_the_groups_own(compose_cfg, monkeypatch):
     job.datamodule.store.device = "cuda"
     datamodule, module = job.datamodule, job.module
     prepare(trainer=job.trainer, module=module, datamodule=datamodule)
-    assert datamodule.with_embedding is False and len({float(e[0, 0, 0, 0]) for e in module.resident.values()}) > 1
+    embeddings = [f["embedding"] for f in module.resident.values()]
+    assert datamodule.feature_names == () and len({float(e[0, 0, 0, 0]) for e in embeddings}) > 1
     for split, train in (("train", True), ("val", False), ("test", False)):
-        datamodule.with_embedding = False
+        datamodule.feature_names = ()
         light = datamodule.dataset(split, train=train)[0]
-        datamodule.with_embedding = True
+        datamodule.feature_names = ("embedding",)
         full = datamodule.dataset(split, train=train)[0]
         assert "embedding" not in light and light["image_digest"] in module.resident
         assert torch.equal(module.image_embedding(light), module.image_embedding(full))
