@@ -30,7 +30,8 @@ from torch import nn
 HQ_PARTS = ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder", "embedding_maskfeature")
 HQ_TRAIN = ("hq", "hq+decoder")
 # the mask an HQ decoder returns: the HQ token's (HQ-SAM's hq_token_only=True), SAM's token 0 + the HQ token (logits
-# summed, hq_token_only=False), or SAM's token 0 alone (what the zero-shot pass reports while the HQ parts are fresh)
+# summed, hq_token_only=False), or SAM's decoder alone, the HQ token left out (what the zero-shot pass reports while
+# the HQ parts are fresh: exactly SAM's mask, since an extra token in the two-way transformer changes SAM's tokens too)
 MASK_OUTPUTS = ("hq", "sam+hq", "sam")
 INTERM = "interm_embedding"  # the early ViT feature's name in groups and store entries
 

@@ -253,8 +253,10 @@ def decode_prompt_batch(
         low-res mask logits (P, 256, 256) and predicted IoU (P,), as ``decode_prompts`` gives per image.
     """
     decoder = sam.mask_decoder
-    hq = is_hq(decoder)
-    if hq and fused is None and decoder.mask_output != "sam":
+    # mask_output "sam": SAM's decoder alone, without the HQ token among the tokens (it would change what the
+    # two-way transformer gives SAM's own tokens)
+    hq = is_hq(decoder) and decoder.mask_output != "sam"
+    if hq and fused is None:
         raise ValueError("an HQ decoder needs the fused HQ features of every prompt (samlit.model.hq.hq_features)")
     output_tokens = [decoder.iou_token.weight, decoder.mask_tokens.weight] + ([decoder.hf_token.weight] if hq else [])
     tokens = torch.cat(output_tokens, dim=0)
@@ -270,7 +272,7 @@ def decode_prompt_batch(
     # weight decay then treats both forms alike); mask token 0 is the single-mask output (multimask_output=False)
     hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
     sam_mask = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)[:, 0]
-    if not hq or decoder.mask_output == "sam":
+    if not hq:
         return sam_mask, iou
     hq_upscaled = decoder.embedding_maskfeature(upscaled) + fused
     hq_token = hs[:, 1 + decoder.num_mask_tokens - 1, :]  # after the iou token and SAM's 4 mask tokens

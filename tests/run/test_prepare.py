@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from samlit.core.errors import SamlitError
+from samlit.data.dataset import collate_samples
 from samlit.data.store import store_info
+from samlit.model.sam import feature_names
 from samlit.run import prepare as prepare_stage
 from samlit.run.prepare import PrepareStats, prepare
 from samlit.run.setup import Job, build_datamodule, setup
@@ -49,11 +51,16 @@ def store_of(root: Path) -> dict:
 def cheap_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """The prepare stage with an encoder that costs nothing (each embedding filled with its image's mean): for
     tests of the store, not of the model."""
-    monkeypatch.setattr(
-        prepare_stage,
-        "encode_features",
-        lambda sam, image: {"embedding": torch.full((1, 256, 64, 64), float(image.float().mean()))},
-    )
+
+    def encode(sam, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean = float(image.float().mean())
+        shapes = {
+            "embedding": (1, 256, 64, 64),
+            "interm_embedding": (1, 64, 64, sam.image_encoder.patch_embed.proj.out_channels),
+        }
+        return {name: torch.full(shapes[name], mean) for name in feature_names(sam)}
+
+    monkeypatch.setattr(prepare_stage, "encode_features", encode)
 
 
 def fast_job(compose_cfg, *overrides: str) -> Job:
@@ -148,6 +155,35 @@ def test_a_second_prepare_in_the_same_process_finds_every_entry(compose_cfg, mon
     group = job.datamodule.dataset("train", train=True)[0]
     assert group["embedding"].shape == (1, 256, 64, 64) and group["embedding"].dtype == torch.float16
     assert "image" not in group
+
+
+def test_hq_mode_prepares_the_early_feature_beside_the_embedding(compose_cfg, monkeypatch):
+    """An entry prepared for plain SAM lacks HQ mode's early feature: an HQ dataset says to run prepare.py, and an
+    HQ run makes the entry again with both features under the same key; a plain run then finds it, and its groups
+    carry the embedding alone. A warm HQ step runs no encoder."""
+    cheap_encoder(monkeypatch)
+    plain, hq = fast_job(compose_cfg), fast_job(compose_cfg, "model.hq=true")
+    first = prepare(trainer=plain.trainer, module=plain.module, datamodule=plain.datamodule)
+    hq.datamodule.features, hq.datamodule.feature_names = plain.datamodule.features, hq.module.feature_names
+    with pytest.raises(SamlitError, match=r"holds no interm_embedding .*run python prepare.py"):
+        hq.datamodule.dataset("train", train=True)[0]
+    upgraded = prepare(trainer=hq.trainer, module=hq.module, datamodule=hq.datamodule)
+    assert hq.datamodule.features == plain.datamodule.features  # the same keys: one entry per item
+    assert (upgraded.entries, upgraded.found, upgraded.made, upgraded.encoded) == (
+        first.entries,
+        0,
+        *[first.entries] * 2,
+    )
+    group = hq.datamodule.dataset("train", train=True)[0]
+    assert group["interm_embedding"].shape == (1, 64, 64, 96) and group["interm_embedding"].dtype == torch.float16
+    again = prepare(trainer=plain.trainer, module=plain.module, datamodule=plain.datamodule)
+    assert (again.found, again.made) == (first.entries, 0)
+    assert "interm_embedding" not in plain.datamodule.dataset("train", train=True)[0]
+    warm = prepare(trainer=hq.trainer, module=hq.module, datamodule=hq.datamodule)
+    assert (warm.found, warm.made) == (first.entries, 0)
+    batch = [hq.datamodule.dataset("train", train=True)[i] for i in range(2)]
+    terms, _ = hq.module.model_step(collate_samples(batch), "train")
+    assert terms["loss"].requires_grad and hq.module.encoder_calls == 0
 
 
 def test_a_command_prepares_only_the_splits_it_reads(compose_cfg, monkeypatch):
