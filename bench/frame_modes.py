@@ -49,7 +49,7 @@ def main() -> None:
     for crop, metrics, wall in rows:
         tuned, zero = metrics["fine_tuned"], metrics["zero_shot"]
         ceiling = metrics["frame"]["ceiling"][crop]["iou"]
-        passes = metrics["embedding_cache"]["misses"]
+        passes = metrics["store"]["encoded"]
         scores = f"{tuned['iou']:.4f} | {zero['iou']:.4f} | {ceiling:.4f}"
         print(f"{crop} | {scores} | {tuned['n_masks']} | {passes} | {wall:.0f} s")
     print(f"command: python bench/frame_modes.py --margin {args.margin} {' '.join(args.overrides)}".rstrip())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+import numpy as np
 import torch
 
 
@@ -59,14 +60,16 @@ Batch = list[Group]
 
 class Prediction(TypedDict, total=False):
     """What a val/test step predicted for one item (CPU tensors): ``key``, ``pred`` (N, H, W) bool, ``masks`` and
-    ``pixel_boxes`` as in ``Group``, its ``source``; ``image`` (3, h, w) uint8 once the run layer has read it for a
-    figure (``samlit.run.testing``)."""
+    ``pixel_boxes`` as in ``Group``, its ``source``; ``strokes``: its masks' ``samlit.core.strokes.stroke_scores``
+    (score name -> (N,) float64 NumPy array), computed once in the step for the stage's metrics and the per-image
+    rows; ``image`` (3, h, w) uint8 once the run layer has read it for a figure (``samlit.run.testing``)."""
 
     key: str
     pred: torch.Tensor
     masks: torch.Tensor
     pixel_boxes: torch.Tensor
     source: tuple[str, int | None, int]
+    strokes: dict[str, np.ndarray]
     image: torch.Tensor
 
 

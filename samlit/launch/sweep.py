@@ -33,9 +33,22 @@ COLUMNS = (
     "zero_shot_dice",
     "fine_tuned_iou",
     "fine_tuned_dice",
+    "fine_tuned_boundary_iou_1px",
+    "fine_tuned_cldice",
+    "zero_shot_boundary_iou_1px",
+    "zero_shot_cldice",
     "best_val_iou",
     "wall_time_s",
     "run_dir",
+)
+SCORES = (  # the markdown's score columns (the CSV also has the zero-shot stroke scores)
+    ("zero-shot IoU", "zero_shot_iou"),
+    ("zero-shot Dice", "zero_shot_dice"),
+    ("fine-tuned IoU", "fine_tuned_iou"),
+    ("fine-tuned Dice", "fine_tuned_dice"),
+    ("fine-tuned boundary IoU 1px", "fine_tuned_boundary_iou_1px"),
+    ("fine-tuned clDice", "fine_tuned_cldice"),
+    ("best val IoU", "best_val_iou"),
 )
 
 
@@ -60,13 +73,15 @@ def job_row(job_dir: Path, *, sweep_dir: Path) -> dict[str, Any]:
         return {**row, "status": "no metrics"}  # failed, or still running
     if not isinstance(metrics.get("fine_tuned"), dict):
         return {**row, "status": "not a train.py job"}
+    for stage in ("zero_shot", "fine_tuned"):
+        scores = metrics[stage]
+        row[f"{stage}_iou"], row[f"{stage}_dice"] = scores["iou"], scores["dice"]
+        # runs from before the stroke scores have none: left empty
+        row[f"{stage}_boundary_iou_1px"] = (scores.get("boundary_iou") or {}).get("1px")
+        row[f"{stage}_cldice"] = scores.get("cldice")
     return {
         **row,
         "status": "ok",
-        "zero_shot_iou": metrics["zero_shot"]["iou"],
-        "zero_shot_dice": metrics["zero_shot"]["dice"],
-        "fine_tuned_iou": metrics["fine_tuned"]["iou"],
-        "fine_tuned_dice": metrics["fine_tuned"]["dice"],
         "best_val_iou": metrics.get("best_val_iou"),
         "wall_time_s": metrics.get("wall_time_s"),
     }
@@ -119,16 +134,15 @@ def markdown(rows: list[dict[str, Any]], *, best: dict[str, Any] | None, sweep_d
         lines += ["", "Every job: " + " ".join(f"`{o}`" for o in rows[0]["common"])]
     lines += [
         "",
-        "| | job | overrides | zero-shot IoU | zero-shot Dice | fine-tuned IoU | fine-tuned Dice | best val IoU "
-        "| wall s | status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| | job | overrides | " + " | ".join(title for title, _ in SCORES) + " | wall s | status |",
+        "|---|---|---|" + "---|" * len(SCORES) + "---|---|",
     ]
     for row in rows:
         cells = [
             "**best**" if row is best else "",
             f"[{row['job']}]({row['job']})",
             f"`{row['overrides']}`" if row["overrides"] else "",
-            *(number(row[k]) for k in COLUMNS[3:8]),
+            *(number(row[key]) for _, key in SCORES),
             "" if row["wall_time_s"] is None else f"{row['wall_time_s']:.0f}",
             row["status"],
         ]

@@ -219,7 +219,10 @@ class SamFineTuner(L.LightningModule):
         terms, predictions = self.model_step(batch, "val")
         if terms is not None:
             self.log("val/loss", terms["loss"], on_epoch=True, prog_bar=True, batch_size=len(batch), sync_dist=True)
-            self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True, batch_size=len(batch))
+            on_bar = ("val/iou", "val/dice")  # the stroke scores go to the loggers, not the progress bar
+            for bar in (True, False):
+                chosen = {k: m for k, m in self.val_metrics.items() if (k in on_bar) == bar}
+                self.log_dict(chosen, on_epoch=True, prog_bar=bar, batch_size=len(batch))
         return predictions
 
     def test_step(self, batch: list[Group], batch_idx: int) -> list[Prediction]:

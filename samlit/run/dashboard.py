@@ -1,9 +1,9 @@
 """Images and tables on the dashboards: W&B (``logger=wandb``) and TensorBoard (``logger=tensorboard``).
 
-Scalars (loss, IoU, Dice, learning rate) reach every logger through Lightning; this module adds what scalars
-cannot show: overlays of fixed val scans each val epoch (``samlit.run.callbacks.ValOverlays``), and at the end
-the test overlays and a per-scan table, zero-shot vs fine-tuned. CSV has no images: there, ``metrics.json``
-holds the table.
+Scalars (loss, IoU, Dice, the stroke scores, learning rate) reach every logger through Lightning; this module adds
+what scalars cannot show: overlays of fixed val scans each val epoch (``samlit.run.callbacks.ValOverlays``), and at
+the end the test overlays and a per-scan table, zero-shot vs fine-tuned (IoU, Dice, boundary IoU at 1 px, clDice).
+CSV has no images: there, ``metrics.json`` holds the table.
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ import cv2
 import numpy as np
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 
-TABLE_COLUMNS = ("scan", "masks", "zero_shot_iou", "fine_tuned_iou", "zero_shot_dice", "fine_tuned_dice")
+ROW_SCORES = ("iou", "dice", "boundary_iou_1px", "cldice")  # of each TestResult row (samlit.model.metrics.scan_row)
+TABLE_COLUMNS = (
+    "scan",
+    "masks",
+    *(f"{stage}_{score}" for score in ROW_SCORES for stage in ("zero_shot", "fine_tuned")),
+)
 
 
 def shrink(image: np.ndarray, *, max_side: int) -> np.ndarray:
@@ -38,20 +43,19 @@ def log_images(loggers: Sequence[Logger], *, key: str, images: list[np.ndarray],
 
 
 def image_table(*, zero_shot: list[dict[str, Any]], fine_tuned: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per test scan, zero-shot vs fine-tuned (the ``TestResult.rows`` of the two tests)."""
+    """Per test scan, zero-shot vs fine-tuned (the ``TestResult.rows`` of the two tests): ``TABLE_COLUMNS``, i.e.
+    the masks and, for each stage, IoU, Dice, boundary IoU at 1 px and clDice (means over the scan's masks)."""
     tuned = {row["key"]: row for row in fine_tuned}
-    return [
-        {
-            "scan": row["key"],
-            "masks": row["masks"],
-            "zero_shot_iou": row["iou"],
-            "fine_tuned_iou": tuned[row["key"]]["iou"],
-            "zero_shot_dice": row["dice"],
-            "fine_tuned_dice": tuned[row["key"]]["dice"],
-        }
-        for row in zero_shot
-        if row["key"] in tuned
-    ]
+    table = []
+    for row in zero_shot:
+        if row["key"] in tuned:
+            scores = {
+                f"{stage}_{s}": r[s]
+                for s in ROW_SCORES
+                for stage, r in (("zero_shot", row), ("fine_tuned", tuned[row["key"]]))
+            }
+            table.append({"scan": row["key"], "masks": row["masks"], **scores})
+    return table
 
 
 def log_table(loggers: Sequence[Logger], *, key: str, rows: list[dict[str, Any]]) -> None:

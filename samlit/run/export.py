@@ -153,6 +153,11 @@ def cli(argv: list[str] | None = None) -> int:
             raise SamlitError(f"{config} not found: {checkpoint} does not sit in a train.py run dir")
         model = OmegaConf.load(config).model
         hq = bool(model.get("hq", False))
+        if hq and args.onnx:
+            raise SamlitError(
+                "--onnx is not available for an HQ run (model.hq=true): its decoder also takes the early ViT feature, "
+                "which the SAM encoders of labeling tools do not output; export without --onnx"
+            )
         weights = args.weights or model.weights
         if weights == "random":
             full_name = export_names(model_type=model.model_type, hq=hq)[0]

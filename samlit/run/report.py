@@ -1,5 +1,6 @@
-"""The run's report: ``metrics.json`` (zero-shot vs fine-tuned on the test split), ``report.md`` (linking the
-figures of ``samlit.run.figures``), and the short table printed at the end."""
+"""The run's report: ``metrics.json`` (zero-shot vs fine-tuned on the test split: IoU, Dice and the stroke scores
+of ``samlit.core.strokes``), ``report.md`` (linking the figures of ``samlit.run.figures``), and the short table
+printed at the end."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from samlit.core import atomic
+
+MOSTLY_COVERED = 0.9  # report.md calls boundary IoU at 2 % mask IoU when the band covers this share of masks
 
 
 def write_metrics(path: Path, *, model: str, loss: str, zero_shot: dict, fine_tuned: dict, **extra: Any) -> dict:
@@ -38,17 +41,24 @@ def write_markdown(
 ) -> Path:
     """``report.md``: the table, the data counts, the overrides, the curves, the overlays, the exports."""
     zs, ft = metrics["zero_shot"], metrics["fine_tuned"]
+    strokes = "boundary_iou" in zs and "boundary_iou" in ft  # metrics.json of runs before them: IoU / Dice only
+    head = ["IoU", "Dice", *(["Boundary IoU 1px", "clDice"] if strokes else [])]
+    rows = [("zero-shot", zs), ("fine-tuned", ft)]
     lines = [
         f"# samlit report: {metrics['model']}, loss {metrics['loss']}",
         "",
         f"Test split: {ft['n_masks']} masks. Box prompts from the ground-truth regions; per-mask mean metrics.",
         "",
-        "| | IoU | Dice |",
-        "|---|---|---|",
-        f"| zero-shot | {zs['iou']:.4f} | {zs['dice']:.4f} |",
-        f"| fine-tuned | {ft['iou']:.4f} | {ft['dice']:.4f} |",
+        "| | " + " | ".join(head) + " |",
+        "|---|" + "---|" * len(head),
+        *(
+            f"| {name} | " + " | ".join(f"{v:.4f}" for v in scores(stage, strokes=strokes)) + " |"
+            for name, stage in rows
+        ),
         "",
     ]
+    if strokes:
+        lines += stroke_lines(zs, ft)
     if "frame" in metrics:
         lines += frame_lines(metrics["frame"])
     if "data" in metrics:
@@ -66,6 +76,40 @@ def write_markdown(
         lines += ["## Test overlays (ground truth | zero-shot | fine-tuned; box prompts in blue)", ""]
         lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in figures]
     return atomic.write_text(path, "\n".join(lines) + "\n")
+
+
+def scores(stage: dict[str, Any], *, strokes: bool) -> list[float]:
+    """A stage's IoU, Dice and, with ``strokes``, boundary IoU at 1 px and clDice."""
+    return [stage["iou"], stage["dice"], *([stage["boundary_iou"]["1px"], stage["cldice"]] if strokes else [])]
+
+
+def stroke_lines(zero_shot: dict[str, Any], fine_tuned: dict[str, Any]) -> list[str]:
+    """Boundary IoU at every width and what clDice is (markdown lines); the 2 % figure is marked as mask IoU when
+    the 2 % band covers the whole ground-truth mask for most masks."""
+    covered = fine_tuned["boundary_iou"].get("2%_band_covers_mask")
+
+    def widths(stage: dict[str, Any]) -> str:
+        return " / ".join(f"{stage['boundary_iou'][w]:.4f}" for w in ("1px", "2px", "3px", "2%"))
+
+    lines = [
+        "Boundary IoU (Cheng et al., CVPR 2021: the IoU of the bands along the masks' edges) at 1 / 2 / 3 px / 2% of "
+        f"the item's diagonal: zero-shot {widths(zero_shot)}, fine-tuned {widths(fine_tuned)}."
+    ]
+    if covered is not None:
+        share = f"{100 * covered:.0f} %"
+        lines[0] += (
+            f" The 2% entry ≈ mask IoU: the 2% band covers the whole ground-truth mask for {share} of masks (it is "
+            "mask IoU exactly where it covers the prediction too)."
+            if covered >= MOSTLY_COVERED
+            else f" The 2% band covers the whole ground-truth mask for {share} of masks."
+        )
+    lines += [
+        "",
+        "clDice (Shit et al., CVPR 2021): how much of each mask's skeleton lies in the other mask; a broken, missing "
+        "or invented stroke lowers it, a stroke one pixel off barely does (see `samlit/core/strokes.py`).",
+        "",
+    ]
+    return lines
 
 
 def frame_lines(frame: dict[str, Any]) -> list[str]:
@@ -89,10 +133,11 @@ def print_summary(metrics: dict, *, run_dir: Path) -> None:
     table = Table(
         title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks{mode})"
     )
-    for column in ("", "IoU", "Dice"):
+    strokes = all("boundary_iou" in metrics[name] for name in ("zero_shot", "fine_tuned"))
+    for column in ("", "IoU", "Dice", *(("Boundary IoU 1px", "clDice") if strokes else ())):
         table.add_column(column)
     for name in ("zero_shot", "fine_tuned"):
-        table.add_row(name.replace("_", "-"), f"{metrics[name]['iou']:.4f}", f"{metrics[name]['dice']:.4f}")
+        table.add_row(name.replace("_", "-"), *(f"{v:.4f}" for v in scores(metrics[name], strokes=strokes)))
     ceiling = frame.get("ceiling", {}).get(frame.get("crop"), {}).get("iou")
     if ceiling is not None:
         table.add_row("ceiling", f"{ceiling:.4f}", "", style="dim")

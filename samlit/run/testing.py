@@ -1,6 +1,6 @@
-"""A test pass and what it yields: the logged metrics, a row per test image (IoU, Dice) and the predictions
-of a few images for figures, collected by a callback from what ``test_step`` returns. The few images a figure
-draws are read here, in the run layer (``with_images``), never by the model."""
+"""A test pass and what it yields: the logged metrics, a row per test image (IoU, Dice, boundary IoU at 1 px,
+clDice) and the predictions of a few images for figures, collected by a callback from what ``test_step``
+returns. The few images a figure draws are read here, in the run layer (``with_images``), never by the model."""
 
 from __future__ import annotations
 
@@ -15,10 +15,17 @@ from samlit.core.errors import SamlitError
 from samlit.model.metrics import scan_row
 
 ORDERS = ("first", "worst")
+BOUNDARY_IOU = {  # metrics["boundary_iou"] name -> logged test/<key>
+    "1px": "boundary_iou_1px",
+    "2px": "boundary_iou_2px",
+    "3px": "boundary_iou_3px",
+    "2%": "boundary_iou_2pct",
+    "2%_band_covers_mask": "band_covers_mask_2pct",
+}
 
 
 class TestPredictions(L.Callback):
-    """Collects each test pass: ``rows`` (every test image: key, masks, IoU, Dice) and ``kept``, the full
+    """Collects each test pass: ``rows`` (every test image: ``samlit.model.metrics.scan_row``) and ``kept``, the full
     predictions of ``keep`` images: the ``first`` by key (the same images in every pass: before/after figures)
     or the ``worst`` by IoU. Under DDP both are gathered from every rank.
 
@@ -48,7 +55,9 @@ class TestPredictions(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, *args: Any
     ) -> None:
         for predicted in outputs or []:
-            row = scan_row(predicted["key"], pred=predicted["pred"], truth=predicted["masks"])
+            row = scan_row(
+                predicted["key"], pred=predicted["pred"], truth=predicted["masks"], strokes=predicted.get("strokes")
+            )
             self.rows.append(row)
             self.kept = self._rank([*self.kept, {**predicted, "iou": row["iou"]}])
 
@@ -59,7 +68,9 @@ class TestPredictions(L.Callback):
 
 @dataclass
 class TestResult:
-    """``metrics``: ``iou``, ``dice``, ``n_masks`` over the test split; ``rows`` and ``kept``: see
+    """``metrics``: ``iou``, ``dice``, ``boundary_iou`` (``1px``, ``2px``, ``3px``, ``2%`` and
+    ``2%_band_covers_mask``: the fraction of masks whose 2 % band is the whole ground-truth mask), ``cldice`` and
+    ``n_masks`` over the test split, each a mean over masks (``samlit.core.strokes``); ``rows`` and ``kept``: see
     ``TestPredictions``."""
 
     __test__ = False
@@ -74,6 +85,8 @@ def run_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, **t
     (collector,) = [c for c in trainer.callbacks if isinstance(c, TestPredictions)]
     (logged,) = trainer.test(module, datamodule=datamodule, verbose=False, **test_kwargs)
     metrics = {"iou": float(logged["test/iou"]), "dice": float(logged["test/dice"])}
+    metrics["boundary_iou"] = {name: float(logged[f"test/{key}"]) for name, key in BOUNDARY_IOU.items()}
+    metrics["cldice"] = float(logged["test/cldice"])
     metrics["n_masks"] = int(logged["test/n_masks"])
     return TestResult(metrics=metrics, rows=collector.rows, kept=with_images(collector.kept, datamodule))
 

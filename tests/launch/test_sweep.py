@@ -15,13 +15,18 @@ from samlit.launch.sweep import summarize, write_summary
 from tests.conftest import REPO
 
 
-def fake_job(sweep_dir: Path, num: int, overrides: list[str], iou: float | None) -> None:
+def fake_job(sweep_dir: Path, num: int, overrides: list[str], iou: float | None, *, strokes: bool = True) -> None:
+    """A job dir; ``strokes=False``: a metrics.json from before the stroke scores (IoU / Dice only)."""
     job = sweep_dir / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if iou is not None:
         stage = {"iou": iou, "dice": 2 * iou / (1 + iou), "n_masks": 3}
         zero_shot = {"iou": 0.01, "dice": 0.02, "n_masks": 3}
+        if strokes:
+            boundary = {"1px": iou / 2, "2px": iou / 1.5, "3px": iou / 1.2, "2%": iou, "2%_band_covers_mask": 1.0}
+            stage.update(boundary_iou=boundary, cldice=iou + 0.1)
+            zero_shot.update(boundary_iou={**boundary, "1px": 0.005}, cldice=0.03)
         metrics = {"zero_shot": zero_shot, "fine_tuned": stage, "best_val_iou": iou, "wall_time_s": 12.5}
         (job / "metrics.json").write_text(json.dumps(metrics))
 
@@ -30,7 +35,7 @@ def test_summary_ranks_jobs_marks_the_best_and_keeps_failed_ones(tmp_path):
     fake_job(tmp_path, 0, ["loss=dice", "optimizer.lr=1e-4", "data.root=/d"], 0.30)
     fake_job(tmp_path, 1, ["loss=focal", "optimizer.lr=1e-4", "data.root=/d"], None)  # failed: no metrics
     fake_job(tmp_path, 2, ["loss=dice", "optimizer.lr=1e-3", "data.root=/d"], 0.45)
-    fake_job(tmp_path, 10, ["loss=focal", "optimizer.lr=1e-3", "data.root=/d"], 0.10)
+    fake_job(tmp_path, 10, ["loss=focal", "optimizer.lr=1e-3", "data.root=/d"], 0.10, strokes=False)  # an old run
     csv_path, md_path = write_summary(tmp_path)
 
     rows = list(csv.DictReader(csv_path.open()))
@@ -39,11 +44,21 @@ def test_summary_ranks_jobs_marks_the_best_and_keeps_failed_ones(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "no metrics"]
     assert rows[0]["overrides"] == "loss=dice optimizer.lr=1e-3"  # what varies; data.root is common
     assert float(rows[0]["fine_tuned_iou"]) == pytest.approx(0.45) and rows[0]["run_dir"] == str(tmp_path / "2")
+    assert float(rows[0]["fine_tuned_boundary_iou_1px"]) == pytest.approx(0.225)
+    assert float(rows[0]["fine_tuned_cldice"]) == pytest.approx(0.55)
+    assert float(rows[0]["zero_shot_boundary_iou_1px"]) == pytest.approx(0.005)
+    assert float(rows[0]["zero_shot_cldice"]) == pytest.approx(0.03)
+    old = rows[2]  # job 10: a metrics.json without stroke scores still summarises, those cells empty
+    assert old["status"] == "ok" and float(old["fine_tuned_iou"]) == pytest.approx(0.10)
+    assert old["fine_tuned_boundary_iou_1px"] == old["fine_tuned_cldice"] == old["zero_shot_cldice"] == ""
 
     md = md_path.read_text()
     assert "3 of 4 jobs have metrics" in md and "`data.root=/d`" in md
     best_line = next(line for line in md.splitlines() if "**best**" in line)
-    assert "[2](2)" in best_line and "0.4500" in best_line
+    assert "[2](2)" in best_line and "0.4500" in best_line and "0.2250" in best_line and "0.5500" in best_line
+    assert "fine-tuned boundary IoU 1px | fine-tuned clDice" in md
+    header, rule = (line for line in md.splitlines() if line.startswith("| |") or line.startswith("|---"))
+    assert header.count("|") == rule.count("|") == best_line.count("|")
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp file
 
 

@@ -85,6 +85,13 @@ def test_hq_run_export_loads_in_stock_hq_sam_and_gives_predicts_masks(tmp_path):
     rebuilt = torch.load(out / "sam_hq_tiny_finetuned.pth", weights_only=True)
     assert rebuilt.keys() == state.keys() and all(torch.equal(rebuilt[k], state[k]) for k in state)
     assert (out / "sam_hq_tiny_decoder.pth").is_file()
+    onnx = subprocess.run(
+        [sys.executable, "-m", "samlit.export", str(run_dir), "--out", str(tmp_path / "onnx"), "--onnx"],
+        capture_output=True,
+        text=True,
+    )
+    (line,) = onnx.stderr.strip().splitlines()
+    assert onnx.returncode == 2 and "--onnx is not available for an HQ run" in line
 
 
 @pytest.mark.slow

@@ -52,8 +52,9 @@ def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> N
     assert result.returncode == 0, result.stderr[-3000:]
     (eval_dir,) = (root / "outputs" / "eval" / "runs").iterdir()
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
-    for key in ("iou", "dice", "n_masks"):
+    for key in ("iou", "dice", "cldice", "n_masks"):
         assert evaluated[key] == pytest.approx(metrics["fine_tuned"][key], abs=1e-6), key
+    assert evaluated["boundary_iou"] == pytest.approx(metrics["fine_tuned"]["boundary_iou"], abs=1e-6)
     assert len(evaluated["per_image"]) == test_items(metrics)
     assert evaluated["worst_case_figures"] and (eval_dir / evaluated["worst_case_figures"][0]).is_file()
 
@@ -93,9 +94,13 @@ test_items.__test__ = False  # a helper, not a test
 def check_schema(metrics: dict) -> None:
     assert metrics["split"] == "test"
     for stage in ("zero_shot", "fine_tuned"):
-        assert set(metrics[stage]) >= {"iou", "dice", "n_masks"}
+        assert set(metrics[stage]) >= {"iou", "dice", "boundary_iou", "cldice", "n_masks"}
         assert isinstance(metrics[stage]["n_masks"], int) and metrics[stage]["n_masks"] > 0
         assert 0.0 <= metrics[stage]["iou"] <= metrics[stage]["dice"] <= 1.0
+        boundary = metrics[stage]["boundary_iou"]
+        assert set(boundary) == {"1px", "2px", "3px", "2%", "2%_band_covers_mask"}
+        assert all(0.0 <= v <= 1.0 for v in [*boundary.values(), metrics[stage]["cldice"]]), metrics[stage]
+    assert all(set(row) >= {"zero_shot_boundary_iou_1px", "fine_tuned_cldice"} for row in metrics["per_image"])
     assert metrics["zero_shot"]["n_masks"] == metrics["fine_tuned"]["n_masks"]
 
 
@@ -112,6 +117,7 @@ def check_wandb_run(run_dir: Path, metrics: dict) -> None:
     (table_file,) = (media / "table" / "test").glob("per_image_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
+    assert {"zero_shot_boundary_iou_1px", "fine_tuned_boundary_iou_1px", "fine_tuned_cldice"} <= set(table["columns"])
     assert len(table["data"]) == test_items(metrics) == len(metrics["per_image"])
     assert list((wandb_run).glob("run-*.wandb"))  # the run's history and config (upload: wandb sync)
 
@@ -122,6 +128,8 @@ def check_tensorboard(run_dir: Path) -> None:
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "tensors": 0}).Reload()
     tags = events.Tags()
     assert {"val/iou", "val/dice", "train/loss_epoch", "lr-Adam"} <= set(tags["scalars"])
+    assert {"val/boundary_iou_1px", "val/boundary_iou_2pct", "val/cldice", "test/cldice"} <= set(tags["scalars"])
+    assert "train/cldice" not in tags["scalars"]  # train: IoU / Dice in the decoder's frame only
     assert any(t.startswith("val/overlays/") for t in tags["images"])
     assert any(t.startswith("test/overlays/") for t in tags["images"])
     assert any(t.startswith("test/per_image") for t in tags["tensors"])  # the markdown table (a text summary)
@@ -162,6 +170,7 @@ def test_train_end_to_end(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config_resolved.yaml").is_file()
     report_md = (run_dir / "report.md").read_text()
     assert "fine-tuned" in report_md and "`debug=fast`" in report_md and "figures/curves.png" in report_md
+    assert "| | IoU | Dice | Boundary IoU 1px | clDice |" in report_md and "at 1 / 2 / 3 px / 2%" in report_md
     assert (run_dir / "figures" / "curves.png").stat().st_size > 10_000
     assert list((run_dir / "figures").glob("*.png"))
     assert str(run_dir) in result.stdout  # the closing table names the run dir
