@@ -27,6 +27,9 @@ class Group(TypedDict, total=False):
     embedding: (1, 256, 64, 64) float16 or float32, the frozen image encoder's output for this frame (prepared;
         absent with ``cache=none``, or when the run keeps the embeddings on its device: then ``image_digest`` names
         the resident one).
+    interm_embedding: (1, 64, 64, C) float16 or float32, HQ mode only (``samlit.model.hq``): the output of the
+        encoder's first global-attention block, channels last, C the encoder width; prepared and carried like
+        ``embedding``.
     image: (3, h, w) uint8, the frame in the SAM frame; present only without a prepared embedding (``cache=none``).
     image_digest: ``samlit.core.digests.image_digest`` of that frame image (the embedding's identity).
     masks: (N, H, W) bool instance masks, original frame.
@@ -42,6 +45,7 @@ class Group(TypedDict, total=False):
     source: tuple[str, int | None, int]
     view: int
     embedding: torch.Tensor
+    interm_embedding: torch.Tensor
     image: torch.Tensor
     image_digest: str
     masks: torch.Tensor

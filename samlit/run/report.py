@@ -59,6 +59,8 @@ def write_markdown(
     ]
     if strokes:
         lines += stroke_lines(zs, ft)
+    if metrics.get("hq"):
+        lines += hq_lines(metrics["hq"])
     if "frame" in metrics:
         lines += frame_lines(metrics["frame"])
     if "data" in metrics:
@@ -68,7 +70,8 @@ def write_markdown(
     if curves is not None:
         lines += ["## Curves", "", f"![curves]({curves.relative_to(run_dir).as_posix()})", ""]
     if "export" in metrics:
-        lines += ["## Export", "", f"- `{metrics['export']}` (stock SAM state_dict)"]
+        stock = "stock HQ-SAM state_dict: segment_anything_hq" if metrics.get("hq") else "stock SAM state_dict"
+        lines += ["## Export", "", f"- `{metrics['export']}` ({stock})"]
         if "export_decoder" in metrics:
             lines += [f"- `{metrics['export_decoder']}` (mask decoder only, for `model.decoder_weights=`)"]
         lines += [""]
@@ -110,6 +113,16 @@ def stroke_lines(zero_shot: dict[str, Any], fine_tuned: dict[str, Any]) -> list[
         "",
     ]
     return lines
+
+
+def hq_lines(hq: dict[str, Any]) -> list[str]:
+    """HQ mode (``metrics.json`` ``hq``): the mask the model returns, what trained, what the zero-shot row is."""
+    mask = {"hq": "the HQ token's", "sam+hq": "SAM's token 0 + the HQ token's (logits summed)"}[hq["mask"]]
+    zero_shot = "SAM's own decoder (the HQ token started fresh)" if hq["zero_shot_mask"] == "sam" else "the same mask"
+    return [
+        f"HQ mode (`model.hq=true`): the mask is {mask}; trained: `{hq['train']}`; zero-shot row: {zero_shot}.",
+        "",
+    ]
 
 
 def frame_lines(frame: dict[str, Any]) -> list[str]:

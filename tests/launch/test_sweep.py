@@ -91,31 +91,34 @@ SMALL = ["data.num_scans=16", "data.image_size=128", "trainer.max_epochs=1", "tr
 
 @pytest.mark.slow
 def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
-    """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> loss=dice,focal``: 2 jobs x 2 gloo processes,
-    then 2 jobs that fail on the missing file. Lightning's own launcher would start each worker as a new sweep
-    in new dirs; samlit's keeps every worker in its job's dir, and job 1 starts workers of its own after job 0's.
+    """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> model.hq=true,false``: 2 jobs x 2 gloo processes
+    (HQ mode, then the plain decoder), then 2 jobs that fail on the missing file. Lightning's own launcher would
+    start each worker as a new sweep in new dirs; samlit's keeps every worker in its job's dir, and job 1 starts
+    workers of its own after job 0's.
     A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row. Page frame
     (``data.crop=none``): the other tests run the default box crops."""
     missing = tmp_path / "no-such-decoder.pth"
     weights = f"model.decoder_weights=null,{missing}"
     page = "data.crop=none"
-    result, sweep_dir = multirun(tmp_path, *SMALL, page, "trainer=ddp_cpu", weights, "loss=dice,focal", ok=False)
+    result, sweep_dir = multirun(tmp_path, *SMALL, page, "trainer=ddp_cpu", weights, "model.hq=true,false", ok=False)
     assert f"error: {missing}" in result.stderr or str(missing) in result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     for job in ("0", "1"):
         job_dir = sweep_dir / job
         metrics = json.loads((job_dir / "metrics.json").read_text())
         assert metrics["world_size"] == 2
-        assert metrics["loss"] == ("dice" if job == "0" else "focal")
+        assert (metrics["hq"] is not None) == (job == "0")
         # every test stamp counted exactly once across the 2 ranks (no padding repeats)
         assert metrics["fine_tuned"]["n_masks"] == metrics["zero_shot"]["n_masks"] == metrics["data"]["test_instances"]
         unit = "instances" if metrics["frame"]["crop"] == "box" else "images"
         assert len(metrics["per_image"]) == metrics["data"][f"test_{unit}"]
         assert (job_dir / "train_rank1.log").is_file()  # rank 1 ran inside this job's dir
         exports = sorted(p.name for p in (job_dir / "export").iterdir())
-        assert exports == ["sam_tiny_decoder.pth", "sam_tiny_finetuned.pth"]
+        stem = "sam_hq_tiny" if job == "0" else "sam_tiny"
+        assert exports == [f"{stem}_decoder.pth", f"{stem}_finetuned.pth"]
         assert len(list((job_dir / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once (rank 0)
-    # one prepare stage for the sweep: job 0's ranks made the store between them, job 1 found every entry
+    # one prepare stage for the sweep: job 0's ranks made the store between them (HQ: both features), job 1 (plain)
+    # found every entry
     stores = [json.loads((sweep_dir / j / "metrics.json").read_text())["store"] for j in ("0", "1")]
     assert stores[0]["mode"] == "disk" and 0 < stores[0]["made"] < stores[0]["entries"]  # rank 0's share
     assert (stores[1]["found"], stores[1]["made"], stores[1]["encoded"]) == (stores[1]["entries"], 0, 0)
@@ -123,10 +126,11 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     rows = list(csv.DictReader((sweep_dir / "sweep_summary.csv").open()))
     assert [r["status"] for r in rows] == ["ok", "ok", "no metrics", "no metrics"] and rows[0]["best"] == "True"
     assert {r["overrides"] for r in rows[:2]} == {
-        "model.decoder_weights=null loss=dice",
-        "model.decoder_weights=null loss=focal",
+        "model.decoder_weights=null model.hq=True",  # as Hydra's sweeper writes a swept bool to overrides.yaml
+        "model.decoder_weights=null model.hq=False",
     }
     assert all(str(missing) in r["overrides"] for r in rows[2:])
+    assert all(0 <= float(r[k]) <= 1 for r in rows[:2] for k in ("fine_tuned_boundary_iou_1px", "fine_tuned_cldice"))
 
 
 @pytest.mark.slow

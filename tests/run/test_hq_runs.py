@@ -39,6 +39,7 @@ def test_hq_run_export_loads_in_stock_hq_sam_and_gives_predicts_masks(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["hq"] == {"mask": "hq", "train": "hq", "zero_shot_mask": "sam"}
     assert metrics["export"] == "export/sam_hq_tiny_finetuned.pth"
+    assert "HQ mode (`model.hq=true`): the mask is the HQ token's" in (run_dir / "report.md").read_text()
     assert metrics["store"]["encoded_in_steps"] == 0  # the early feature was prepared with the embedding
     checkpoint = torch.load(next((run_dir / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)
     assert any(".hf_token." in key for key in checkpoint["state_dict"])
