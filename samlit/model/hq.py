@@ -92,8 +92,9 @@ def hq_features(decoder: nn.Module, *, embedding: torch.Tensor, interm_embedding
 
 @contextmanager
 def sam_token_while_fresh(decoder: nn.Module) -> Iterator[bool]:
-    """While an HQ decoder's HQ parts are fresh (never trained nor loaded), make it return SAM's token 0 mask: the
-    zero-shot pass then reports SAM itself, not an untrained token. Yields whether it did."""
+    """While an HQ decoder's HQ parts are fresh (never loaded from a file), make it decode as SAM's own decoder
+    (``mask_output="sam"``: token 0, the HQ token left out of the transformer): the zero-shot pass then reports
+    SAM itself, not an untrained token. Yields whether it did."""
     if not is_hq(decoder) or not decoder.hq_fresh:
         yield False
         return
@@ -106,7 +107,7 @@ def sam_token_while_fresh(decoder: nn.Module) -> Iterator[bool]:
 
 def hq_summary(decoder: nn.Module, *, hq_train: str | None, zero_shot_sam_token: bool) -> dict[str, Any] | None:
     """What metrics.json says of HQ mode (``None`` outside it): ``mask`` (``MASK_OUTPUTS``), ``train``
-    (``model.hq_train``), ``zero_shot_mask`` (``sam`` when the zero-shot pass reported SAM's own token)."""
+    (``model.hq_train``), ``zero_shot_mask`` (``sam`` when the zero-shot pass reported SAM's own decoder)."""
     if not is_hq(decoder):
         return None
     return {

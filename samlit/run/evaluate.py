@@ -61,9 +61,7 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     prepare(trainer=job.trainer, module=job.module, datamodule=job.datamodule, splits=("test",))  # what it reads
     with sam_token_while_fresh(job.module.sam.mask_decoder) as sam_token:
         if sam_token:
-            log.warning(
-                "model.hq=true without HQ weights: the HQ token is untrained, so SAM's own mask token is tested"
-            )
+            log.warning("model.hq=true without HQ weights: the HQ token is untrained, so SAM's own decoder is tested")
         tested = run_test(job.trainer, job.module, job.datamodule)
     figures = worst_case_figures(run_dir / "figures", tested.kept)
     metrics = {

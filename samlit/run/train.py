@@ -68,7 +68,9 @@ def main(cfg: DictConfig) -> float:
     log.info("zero-shot test")
     with sam_token_while_fresh(module.sam.mask_decoder) as sam_token:
         if sam_token:
-            log.info("HQ mode: the HQ token starts fresh, so the zero-shot row is SAM's own mask token")
+            log.info(
+                "HQ mode: the HQ token starts fresh, so the zero-shot row is SAM's own decoder (HQ token left out)"
+            )
         zero_shot = run_test(trainer, module, job.datamodule)
     hq = hq_summary(module.sam.mask_decoder, hq_train=cfg.model.get("hq_train"), zero_shot_sam_token=sam_token)
     fine_tune(job, ckpt_path=cfg.get("ckpt_path"), run_dir=run_dir)
