@@ -5,13 +5,14 @@ boundary IoU at 1 px and clDice (zero-shot -> fine-tuned), the frame's ceiling, 
 (a callback timing ``on_train_batch_start`` -> ``end`` inside the run), the bytes of a prepared entry with features
 and the wall time.
 
-    python bench/hq_modes.py [train.py overrides ...]
+    python bench/hq_modes.py [--modes plain,hq,hq+decoder] [train.py overrides ...]
     python bench/hq_modes.py trainer.max_epochs=12                                          # the default data
     python bench/hq_modes.py data.image_size=2339 data.num_scans=16 trainer.max_epochs=12   # A4 at 200 dpi
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -29,8 +30,8 @@ from samlit.data.store import read_metadata
 REPO = Path(__file__).resolve().parents[1]
 MODES = {
     "plain": ["model.hq=false"],
-    "hq (hq_train=hq)": ["model.hq=true", "model.hq_train=hq"],
-    "hq (hq_train=hq+decoder)": ["model.hq=true", "model.hq_train=hq+decoder"],
+    "hq": ["model.hq=true", "model.hq_train=hq"],
+    "hq+decoder": ["model.hq=true", "model.hq_train=hq+decoder"],
 }
 
 
@@ -74,12 +75,15 @@ def train(root: Path, *overrides: str) -> tuple[dict, float, list[float]]:
 
 
 def main() -> None:
-    overrides = sys.argv[1:]
-    if overrides and overrides[0] in ("-h", "--help"):
-        raise SystemExit(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default=",".join(MODES), help="which of " + ", ".join(MODES))
+    args, overrides = parser.parse_known_args()
+    chosen = args.modes.split(",")
+    if unknown := [m for m in chosen if m not in MODES]:
+        parser.error(f"--modes: {', '.join(unknown)} not one of {', '.join(MODES)}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, mode in MODES.items():
+        for name, mode in ((name, MODES[name]) for name in chosen):
             root = Path(tmp) / str(len(rows))
             root.mkdir()
             metrics, wall, steps = train(root, *overrides, *mode)
@@ -98,7 +102,8 @@ def main() -> None:
         scores = " | ".join(f"{z:.4f} -> {t:.4f}" for z, t in pairs)
         print(f"{name} | {scores} | {ceiling:.4f} | {step * 1000:.0f} ms | {size / 2**20:.2f} MiB | {wall:.0f} s")
     print(f"test masks: {rows[0][1]['fine_tuned']['n_masks']}; epochs: {rows[0][1]['epochs']}")
-    print(f"command: python bench/hq_modes.py {' '.join(overrides)}".rstrip())
+    modes = "" if chosen == list(MODES) else f"--modes={','.join(chosen)} "
+    print(f"command: python bench/hq_modes.py {modes}{' '.join(overrides)}".rstrip())
 
 
 if __name__ == "__main__":

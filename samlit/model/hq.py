@@ -69,10 +69,14 @@ def hq_keys(state_dict: dict[str, torch.Tensor]) -> list[str]:
 
 def set_trainable(decoder: nn.Module, *, hq_train: str) -> None:
     """What trains in HQ mode: ``hq`` = the HQ parts alone (HQ-SAM's recipe: SAM's decoder stays frozen), or
-    ``hq+decoder`` = the whole decoder. Raises ValueError for another choice."""
+    ``hq+decoder`` = the whole decoder, except, when the mask is the HQ token's alone (``mask_output="hq"``), SAM's
+    mask-token MLPs, which then shape no output (left trainable, they would get no gradient: DDP with
+    ``find_unused_parameters=false`` stops on them). Raises ValueError for another choice."""
     if hq_train not in HQ_TRAIN:
         raise ValueError(f"hq_train={hq_train!r} must be one of {', '.join(HQ_TRAIN)}")
     decoder.requires_grad_(hq_train == "hq+decoder")
+    if decoder.mask_output == "hq":
+        decoder.output_hypernetworks_mlps.requires_grad_(False)
     for part in HQ_PARTS:
         getattr(decoder, part).requires_grad_(True)
 

@@ -96,6 +96,12 @@ class SamFineTuner(L.LightningModule):
         return self
 
     @property
+    def iou_head_trains(self) -> bool:
+        """Whether the IoU prediction head trains (not in HQ mode's ``hq_train=hq``): only then does the loss's IoU
+        term reach the gradients."""
+        return any(p.requires_grad for p in self.sam.mask_decoder.iou_prediction_head.parameters())
+
+    @property
     def feature_names(self) -> tuple[str, ...]:
         """What the decoder needs from the frozen encoder: ``embedding`` (+ ``interm_embedding`` in HQ mode)."""
         return feature_names(self.sam)
@@ -188,6 +194,10 @@ class SamFineTuner(L.LightningModule):
                 logits, target = low_res_logits, group["low_res_targets"]
             else:
                 logits, target = full, group["masks"].float()
+            if not self.iou_head_trains:  # HQ mode, hq_train=hq: the IoU term would train the HQ token through the
+                iou_pred = iou_pred.detach()  # transformer's attention for SAM's frozen IoU head; still logged
+            if not self.iou_head_trains:  # HQ mode, hq_train=hq: the IoU term would train the HQ token (through the
+                iou_pred = iou_pred.detach()  # transformer's attention) for SAM's frozen IoU head; still logged
             for name, term in self.loss(logits, target, iou_pred).items():  # each term: mean over the batch's masks
                 total[name] = total.get(name, 0) + term * len(low_res_logits) / num_masks
             if training:  # in the decoder's frame: upsampling every step to full size would double the step

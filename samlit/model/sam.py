@@ -268,10 +268,12 @@ def decode_prompt_batch(
     upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
     b, c, h, w = upscaled.shape
     iou = decoder.iou_prediction_head(hs[:, 0, :])[:, 0]
-    # every SAM mask token's mask, as SAM computes them (the unused ones get zero gradients, not none: an optimizer's
-    # weight decay then treats both forms alike); mask token 0 is the single-mask output (multimask_output=False)
-    hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
-    sam_mask = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)[:, 0]
+    sam_mask = None
+    if not hq or decoder.mask_output == "sam+hq":
+        # every SAM mask token's mask, as SAM computes them (the unused ones get zero gradients, not none: an
+        # optimizer's weight decay then treats both forms alike); token 0 is the single mask (multimask_output=False)
+        hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+        sam_mask = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)[:, 0]
     if not hq:
         return sam_mask, iou
     hq_upscaled = decoder.embedding_maskfeature(upscaled) + fused

@@ -25,7 +25,7 @@ from samlit.core.images import write_png
 from samlit.model.hq import sam_token_while_fresh
 from samlit.run.figures import prediction_panels
 from samlit.run.prepare import prepare
-from samlit.run.rundir import claim_run_dir, run_frame
+from samlit.run.rundir import claim_run_dir, follow_run_model, run_frame
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
 
@@ -42,8 +42,10 @@ def worst_case_figures(out_dir: Path, worst: list[Prediction]) -> list[Path]:
 
 
 def use_run_frame(cfg: DictConfig) -> None:
-    """Weights from a train.py run, and no ``data.crop*`` override: evaluate in the run's own frame."""
+    """Weights from a train.py run, and no ``data.crop*`` override: evaluate in the run's own frame (and, without a
+    ``model.hq*`` override, with its HQ mode: ``follow_run_model``)."""
     given = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    follow_run_model(cfg.model, given=list(given))
     run = run_frame(cfg.model.get("decoder_weights"), cfg.model.get("weights"))
     if run is None or any(o.lstrip("+~").startswith("data.crop") for o in given):
         return

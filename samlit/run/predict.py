@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from segment_anything.modeling import Sam
@@ -33,9 +34,10 @@ from samlit.core.images import IMAGE_SUFFIXES, read_rgb, write_png
 from samlit.data.frame import check_crop, crop_box, paste, to_sam_frame
 from samlit.data.prompts import clip_boxes
 from samlit.data.sample import InstanceSample
+from samlit.model.hq import sam_token_while_fresh
 from samlit.model.sam import decode_prompts, encode_features
 from samlit.run.figures import PRED_COLOUR, overlay
-from samlit.run.rundir import run_frame
+from samlit.run.rundir import follow_run_model, run_frame
 
 log = logging.getLogger(__name__)
 FRAME_KEYS = ("crop", "crop_margin")
@@ -196,13 +198,27 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
     check_outputs(todo, out_dir)
     frame = chosen_frame(cfg)
     log.info("frame: %s", f"box crops (margin {frame['crop_margin']})" if frame["crop"] == "box" else "whole image")
+    follow_run_model(cfg.model, given=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
     sam = instantiate(cfg.model)
     if torch.cuda.is_available() and cfg.device != "cpu":
         sam = sam.to("cuda")
+    with sam_token_while_fresh(sam.mask_decoder) as sam_decoder:
+        if sam_decoder:
+            log.warning("model.hq=true without HQ weights: the HQ token is untrained, so SAM's own decoder predicts")
+        results = predict_all(sam, todo, out_dir=out_dir, mask_threshold=cfg.mask_threshold, frame=frame)
+    atomic.write_text(out_dir / "predictions.json", json.dumps(results, indent=2) + "\n")
+    print(f"{len(results)} mask(s) for {len(todo)} image(s) in {out_dir}")
+    return results
+
+
+def predict_all(
+    sam: Sam, todo: list[tuple[Path, np.ndarray]], *, out_dir: Path, mask_threshold: float, frame: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Masks and overlays of every (image, boxes) of ``todo`` written to ``out_dir``; the ``predictions.json`` rows."""
     results = []
     for path, boxes in todo:
         image = read_rgb(path)
-        masks, scores = predict_masks(sam, image, boxes, mask_threshold=cfg.mask_threshold, **frame)
+        masks, scores = predict_masks(sam, image, boxes, mask_threshold=mask_threshold, **frame)
         for i, (mask, box, score) in enumerate(zip(masks, boxes, scores, strict=True)):
             mask_path = write_png(out_dir / f"{path.stem}_mask_{i}.png", mask.astype(np.uint8) * 255)
             results.append(
@@ -210,6 +226,4 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
             )
         write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, masks, PRED_COLOUR, path.name, boxes))
         log.info("%s: %d mask(s) -> %s", path.name, len(masks), out_dir)
-    atomic.write_text(out_dir / "predictions.json", json.dumps(results, indent=2) + "\n")
-    print(f"{len(results)} mask(s) for {len(todo)} image(s) in {out_dir}")
     return results

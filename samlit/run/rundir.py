@@ -11,13 +11,16 @@ run dir can be written before Hydra makes it is ``samlit.launch.rundir.RunDirChe
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from samlit.core.errors import SamlitError
+
+log = logging.getLogger(__name__)
 
 CONFIG = "config_resolved.yaml"
 CHECKPOINTS = "checkpoints"
@@ -67,15 +70,37 @@ def writable_problem(path: Path) -> str | None:
     return None
 
 
-def run_frame(*weights: str | None) -> dict[str, Any] | None:
-    """``{"crop", "crop_margin"}`` of the train.py run that wrote the first of ``weights`` that sits in a run dir
+def run_config(*weights: str | None) -> Any:
+    """The resolved config of the train.py run that wrote the first of ``weights`` that sits in a run dir
     (``<run>/export/*.pth`` or ``<run>/checkpoints/*.ckpt``), or ``None``."""
     for path in (Path(str(w)).expanduser() for w in weights if w and w not in NOT_FILES):
         config = config_path(run_of(path))
         if path.is_file() and config.is_file():
-            data = OmegaConf.load(config).get("data", {})
-            return {"crop": data.get("crop", "none"), "crop_margin": data.get("crop_margin", 0.1)}
+            return OmegaConf.load(config)
     return None
+
+
+def run_frame(*weights: str | None) -> dict[str, Any] | None:
+    """``{"crop", "crop_margin"}`` of the run that wrote ``weights`` (``run_config``), or ``None``."""
+    config = run_config(*weights)
+    if config is None:
+        return None
+    data = config.get("data", {})
+    return {"crop": data.get("crop", "none"), "crop_margin": data.get("crop_margin", 0.1)}
+
+
+def follow_run_model(model: Any, *, given: list[str]) -> None:
+    """``model`` (a ``model`` config node) takes ``hq`` and ``hq_token_only`` from the run that wrote its weights,
+    unless a ``model.hq*`` override was ``given``: eval.py and predict.py then decode as that run did."""
+    config = run_config(model.get("decoder_weights"), model.get("weights"))
+    if config is None or any(o.lstrip("+~").startswith("model.hq") for o in given):
+        return
+    run = {key: config.get("model", {}).get(key, default) for key, default in (("hq", False), ("hq_token_only", True))}
+    if all(model.get(key) == value for key, value in run.items()):
+        return
+    log.info("model of the run that made these weights: model.hq=%s model.hq_token_only=%s", *run.values())
+    with open_dict(model):
+        model.hq, model.hq_token_only = run["hq"], run["hq_token_only"]
 
 
 def run_checkpoint(source: Path) -> tuple[Path, Path]:

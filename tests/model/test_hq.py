@@ -56,9 +56,14 @@ def test_hq_train_chooses_what_trains():
     hq_only = build_sam(model_type="tiny", hq=True, hq_train="hq")
     trains = {n.split(".")[1] for n, p in hq_only.named_parameters() if p.requires_grad}
     assert trains == set(HQ_PARTS)
-    whole = build_sam(model_type="tiny", hq=True, hq_train="hq+decoder")
+    whole = build_sam(model_type="tiny", hq=True, hq_train="hq+decoder", hq_token_only=False)
     trains = {n for n, p in whole.named_parameters() if p.requires_grad}
     assert trains == {n for n, _ in whole.named_parameters() if n.startswith("mask_decoder.")}
+    hq_mask = build_sam(model_type="tiny", hq=True, hq_train="hq+decoder")  # SAM's mask MLPs shape no output
+    trains = {n for n, p in hq_mask.named_parameters() if p.requires_grad}
+    assert trains == {
+        n for n, _ in hq_mask.named_parameters() if n.startswith("mask_decoder.") and "hypernetworks_mlps" not in n
+    }
     plain = build_sam(model_type="tiny")
     assert not any(p.requires_grad for p in [*plain.image_encoder.parameters(), *plain.prompt_encoder.parameters()])
     with pytest.raises(SamlitError, match=r"model.hq_train='all' is unknown; choose one of hq, hq\+decoder"):
@@ -147,3 +152,34 @@ def test_zero_shot_reports_sams_own_token_while_the_hq_token_is_fresh(tuned_hq, 
     loaded.mask_decoder.hq_fresh = False
     with sam_token_while_fresh(loaded.mask_decoder) as swapped:
         assert not swapped and loaded.mask_decoder.mask_output == "hq"
+
+
+@pytest.mark.parametrize("hq_train", ["hq", "hq+decoder"])
+@pytest.mark.parametrize("hq_token_only", [True, False])
+def test_every_trainable_parameter_gets_a_gradient_and_the_frozen_iou_head_trains_nothing(hq_train, hq_token_only):
+    """DDP (``find_unused_parameters=false``) needs a gradient on every trainable parameter; with the HQ token's
+    mask alone SAM's mask-token MLPs shape nothing, so they stay frozen. With ``hq_train=hq`` the IoU head is frozen:
+    its loss term is logged but trains nothing (it would reach the HQ token through the transformer)."""
+    from samlit.model.losses import DiceLoss, SamLoss
+    from samlit.model.module import SamFineTuner
+
+    torch.manual_seed(0)
+    sam = build_sam(model_type="tiny", hq=True, hq_train=hq_train, hq_token_only=hq_token_only)
+    module = SamFineTuner(sam=sam, loss=SamLoss(mask=DiceLoss()), optimizer=torch.optim.Adam)
+    target = torch.zeros(1, 256, 256)
+    target[0, 80:120, 60:200] = 1.0
+    group = {
+        "key": "a",
+        "boxes": torch.tensor([[200.0, 300.0, 820.0, 500.0]]),
+        "low_res_targets": target,
+        "embedding": torch.randn(1, 256, 64, 64),
+        "interm_embedding": torch.randn(1, 64, 64, 96),
+    }
+    terms, _ = module.model_step([group], "train")
+    terms["loss"].backward()
+    trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all(p.grad is not None for p in trainable.values()), [
+        n for n, p in trainable.items() if p.grad is None
+    ]
+    assert module.iou_head_trains == (hq_train == "hq+decoder")
+    assert terms["loss_iou"].requires_grad == (hq_train == "hq+decoder")

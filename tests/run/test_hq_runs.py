@@ -57,7 +57,7 @@ def test_hq_run_export_loads_in_stock_hq_sam_and_gives_predicts_masks(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), picture[:, :, ::-1])
     command = [sys.executable, str(REPO / "predict.py"), f"paths.root_dir={tmp_path}", f"output={tmp_path}/out"]
     box = ",".join(str(int(v)) for v in BOXES[0])
-    overrides = [f"image={tmp_path}/a.png", f"box=[{box}]", "model.hq=true", f"model.weights={export}"]
+    overrides = [f"image={tmp_path}/a.png", f"box=[{box}]", f"model.weights={export}"]  # model.hq: the run's
     predicted = subprocess.run([*command, *overrides], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     written = cv2.imread(str(tmp_path / "out" / "a_mask_0.png"), cv2.IMREAD_UNCHANGED) > 0
@@ -65,10 +65,12 @@ def test_hq_run_export_loads_in_stock_hq_sam_and_gives_predicts_masks(tmp_path):
     expected, _ = predict_masks(sam, picture, BOXES[:1], crop=metrics["frame"]["crop"], crop_margin=0.1)
     assert np.array_equal(written, expected[0])
 
-    # eval.py with the export reproduces the run's fine-tuned numbers
+    assert "model.hq=True model.hq_token_only=True" in predicted.stdout + predicted.stderr
+
+    # eval.py with the export reproduces the run's fine-tuned numbers (in the run's HQ mode, without model.hq=true)
     command = [sys.executable, str(REPO / "eval.py"), f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path}/cache"]
     evaluated = subprocess.run(
-        [*command, *FAST, "model.hq=true", f"model.weights={export}"], capture_output=True, text=True, cwd=tmp_path
+        [*command, *FAST, f"model.weights={export}"], capture_output=True, text=True, cwd=tmp_path
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     (eval_dir,) = (tmp_path / "outputs" / "eval" / "runs").iterdir()
