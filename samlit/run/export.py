@@ -145,6 +145,8 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", action="store_true", help="also write sam_<model>_decoder.onnx (labeling tools)")
     args = parser.parse_args(argv)
     try:
+        if args.onnx:
+            require_onnx()
         checkpoint, run_dir = rundir.run_checkpoint(args.source)
         config = rundir.config_path(run_dir)
         if not config.is_file():
@@ -156,8 +158,6 @@ def cli(argv: list[str] | None = None) -> int:
                 "--onnx is not available for an HQ run (model.hq=true): its decoder also takes the early ViT feature, "
                 "which the SAM encoders of labeling tools do not output; export without --onnx"
             )
-        if args.onnx:
-            require_onnx()
         weights = args.weights or model.weights
         if weights == "random":
             full_name = export_names(model_type=model.model_type, hq=hq)[0]
