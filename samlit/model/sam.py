@@ -307,5 +307,4 @@ def encode_features(sam: Sam, image: torch.Tensor) -> dict[str, torch.Tensor]:
 def encode_image(sam: Sam, image: torch.Tensor) -> torch.Tensor:
     """(3, h, w) uint8 image, long side 1024 (``to_sam_frame``) -> (1, 256, 64, 64) embedding (``encode_features``'
     ``embedding``)."""
-    device = next(sam.image_encoder.parameters()).device
-    return sam.image_encoder(sam.preprocess(image[None].to(device).float()))
+    return encode_features(sam, image)["embedding"]
