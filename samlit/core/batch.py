@@ -36,7 +36,9 @@ class Group(TypedDict, total=False):
     low_res_targets: (N, 256, 256) float32 in [0, 1], the masks area-pooled into the decoder frame.
     boxes: (N, 4) float32 xyxy box prompts, SAM frame. pixel_boxes: (N, 4) float32 the same, original pixels.
     point_coords: (N, P, 2) float32 xy, SAM frame; point_labels: (N, P) int64, 1 = positive, 0 = negative
-        (only when the item drew points).
+        (only when the item drew points; label -1 is SAM's padding point).
+    mask_input: (N, 256, 256) float32 low-res logits of an earlier pass, the mask prompt (only in corrective-click
+        passes, ``samlit.model.interactive``: the model adds it, the data never does).
     original_size: (H, W) ints. input_size: (h, w) ints.
     crop_box: (x0, y0, x1, y1) ints, where a crop sits on its page (crop mode only).
     """
@@ -54,6 +56,7 @@ class Group(TypedDict, total=False):
     pixel_boxes: torch.Tensor
     point_coords: torch.Tensor
     point_labels: torch.Tensor
+    mask_input: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     crop_box: tuple[int, int, int, int]

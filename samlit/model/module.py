@@ -8,6 +8,11 @@ baseline), from the frozen encoder on the group's ``image`` at every step. The m
 decoder runs once per image (SAM's way: one embedding repeated per prompt) or once per step for every prompt of
 the batch (``decoder_batching``); the loss and metrics are the same either way.
 
+Corrective clicks (``samlit.model.interactive``): with ``corrective_clicks=K`` each training prompt gets K more
+decoder passes, each adding a click drawn from the current error and maybe the previous logits as the mask prompt;
+with ``test_clicks=N`` the test pass also scores every mask after 0..N clicks at the centre of its largest error
+region. Both reuse the image's features: a click costs a decoder pass, never an encoder pass.
+
 Validation and test steps return what they predicted (``Prediction`` rows); callbacks
 (``samlit.run.callbacks``) collect them for the report and the dashboards.
 """
@@ -24,11 +29,14 @@ from torch import nn
 from torchmetrics import SumMetric
 
 from samlit.core.batch import Group, Prediction, points_of
+from samlit.core.clicks import sample_click
 from samlit.core.errors import SamlitError
 from samlit.core.rng import rng_state, set_rng_state
+from samlit.core.seeds import stable_hash
 from samlit.core.strokes import stroke_scores
 from samlit.model.hq import hq_features, is_hq
-from samlit.model.metrics import stage_metrics
+from samlit.model.interactive import DECODER_STRIDE, click_ious, decoder_frame_prompts, with_points
+from samlit.model.metrics import ClickCurve, stage_metrics
 from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_features, feature_names
 
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
@@ -50,6 +58,18 @@ class SamFineTuner(L.LightningModule):
         decoder_batching: ``per_image`` (a decoder call per image), ``batched`` (one call per step for all the
             batch's prompts) or ``auto``: batched on CUDA, per image elsewhere (``bench/decoder_step.py`` measures
             both; on a CPU one call per image is faster).
+        corrective_clicks: K more decoder passes per training prompt, each adding one click drawn uniformly from
+            the current error in the decoder's frame (``samlit.core.clicks.sample_click``; 0 = box prompts only).
+            The loss is the mean over the K + 1 passes; each pass's gradient flows through its own decoder call
+            (the previous logits are detached).
+        mask_prompt_probability: per pass and image, the chance that the previous pass's logits are the mask
+            prompt (micro-sam's 0.5).
+        click_from_truth_probability: per click, the chance that it is drawn from the ground truth instead of the
+            error (a positive click; SAM 2's ``prob_to_sample_from_gt_for_train``, 0.1 in its configs).
+        test_clicks: the test pass also scores each mask after 1..N clicks at the centre of its largest error
+            region (``samlit.model.interactive.click_ious``), logged as ``test/clicks/<key>`` (``ClickCurve``).
+        seed: with the epoch, the item's key and the pass, seeds each training click and mask-prompt choice, so
+            workers, DDP and a resumed run draw the same ones.
 
     ``train/iou|dice`` are measured in the decoder's 256 x 256 frame (cheap, every step); ``val/`` and ``test/``
     metrics at each image's original resolution.
@@ -65,6 +85,11 @@ class SamFineTuner(L.LightningModule):
         loss_frame: str = "low",
         mask_threshold: float = 0.0,
         decoder_batching: str = "auto",
+        corrective_clicks: int = 0,
+        mask_prompt_probability: float = 0.5,
+        click_from_truth_probability: float = 0.1,
+        test_clicks: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if loss_frame not in ("low", "full"):
@@ -73,6 +98,16 @@ class SamFineTuner(L.LightningModule):
             raise SamlitError(
                 f"module.decoder_batching={decoder_batching!r} must be one of {', '.join(DECODER_BATCHING)}"
             )
+        for key, value in (("corrective_clicks", corrective_clicks), ("test_clicks", test_clicks)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                name = "clicks" if key == "test_clicks" else f"module.{key}"
+                raise SamlitError(f"{name}={value!r} must be a whole number of clicks >= 0 (0 = off)")
+        for key, value in (
+            ("mask_prompt_probability", mask_prompt_probability),
+            ("click_from_truth_probability", click_from_truth_probability),
+        ):
+            if not 0.0 <= float(value) <= 1.0:
+                raise SamlitError(f"module.{key}={value!r} must be a probability in [0, 1]")
         self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler"], logger=False)
         self.sam = sam
         self.loss = loss
@@ -87,6 +122,7 @@ class SamFineTuner(L.LightningModule):
         self.val_metrics = stage_metrics("val")
         self.test_metrics = stage_metrics("test")
         self.test_masks = SumMetric()
+        self.test_clicks = ClickCurve(clicks=test_clicks) if test_clicks else None
 
     def train(self, mode: bool = True) -> SamFineTuner:
         """Only the decoder ever switches to train mode; the frozen encoders stay in eval mode."""
@@ -128,29 +164,37 @@ class SamFineTuner(L.LightningModule):
         """(1, 256, 64, 64) float32 embedding of the group's frame on this module's device (``image_features``)."""
         return self.image_features(group)["embedding"]
 
-    def forward(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, group: Group, features: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one image's box prompts ``group["boxes"]`` (N, 4) (SAM frame), with its point prompts
-        ``group["point_coords"]`` (N, P, 2) and ``group["point_labels"]`` (N, P) when the group has them.
+        ``group["point_coords"]`` (N, P, 2) and ``group["point_labels"]`` (N, P) and its mask prompt
+        ``group["mask_input"]`` (N, 256, 256) when the group has them. ``features``: the group's
+        ``image_features`` when already at hand.
 
         Returns:
             low-res mask logits (N, 256, 256) and predicted IoU (N,).
         """
-        features = self.image_features(group)
-        return decode_prompts(self.sam, boxes=group["boxes"], points=points_of(group), **features)
+        features = self.image_features(group) if features is None else features
+        return decode_prompts(
+            self.sam, boxes=group["boxes"], points=points_of(group), mask_input=group.get("mask_input"), **features
+        )
 
-    def decode_batch(self, groups: list[Group]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def decode_batch(
+        self, groups: list[Group], features: list[dict[str, torch.Tensor]] | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``forward`` of every group, as one decoder call per image or one for all prompts of the batch
         (``decoder_batching``); prompts with a different number of sparse tokens (points or not) go in separate
-        calls."""
+        calls. ``features``: each group's ``image_features`` when already at hand."""
+        features = [self.image_features(g) for g in groups] if features is None else features
         batched = self.hparams.decoder_batching == "batched" or (
             self.hparams.decoder_batching == "auto" and self.device.type == "cuda"
         )
         if not batched or len(groups) == 1:
-            return [self(group) for group in groups]
+            return [self(group, f) for group, f in zip(groups, features, strict=True)]
         prompts = [
-            self.sam.prompt_encoder(points=points_of(g), boxes=g["boxes"], masks=None) for g in groups
+            self.sam.prompt_encoder(points=points_of(g), boxes=g["boxes"], masks=mask_prompt(g)) for g in groups
         ]  # (N, T, 256), (N, 256, 64, 64) per group
-        features = [self.image_features(g) for g in groups]
         fused = None
         if is_hq(self.sam.mask_decoder):  # once per image, then repeated for its prompts
             fused = [hq_features(self.sam.mask_decoder, **f) for f in features]
@@ -180,7 +224,6 @@ class SamFineTuner(L.LightningModule):
         Returns the terms (``loss`` and each ``loss_<term>``; ``None`` for a batch without masks) and, outside
         training, each group's prediction.
         """
-        metrics = getattr(self, f"{stage}_metrics")
         groups = [g for g in batch if len(g["boxes"]) > 0]
         num_masks = sum(len(g["boxes"]) for g in groups)
         if num_masks == 0:
@@ -188,28 +231,100 @@ class SamFineTuner(L.LightningModule):
         total: dict[str, torch.Tensor] = {}
         predictions = []
         training = stage == "train"
-        for group, (low_res_logits, iou_pred) in zip(groups, self.decode_batch(groups), strict=True):
-            full = None if training and self.hparams.loss_frame == "low" else self.full_res(low_res_logits, group)
-            if self.hparams.loss_frame == "low":
-                logits, target = low_res_logits, group["low_res_targets"]
-            else:
-                logits, target = full, group["masks"].float()
-            if not self.iou_head_trains:  # HQ mode, hq_train=hq: the IoU term would train the HQ token through the
-                iou_pred = iou_pred.detach()  # transformer's attention for SAM's frozen IoU head; still logged
-            if not self.iou_head_trains:  # HQ mode, hq_train=hq: the IoU term would train the HQ token (through the
-                iou_pred = iou_pred.detach()  # transformer's attention) for SAM's frozen IoU head; still logged
-            for name, term in self.loss(logits, target, iou_pred).items():  # each term: mean over the batch's masks
-                total[name] = total.get(name, 0) + term * len(low_res_logits) / num_masks
-            if training:  # in the decoder's frame: upsampling every step to full size would double the step
-                pred, truth = low_res_logits.detach() > self.hparams.mask_threshold, group["low_res_targets"] > 0.5
-            else:
-                pred, truth = full.detach() > self.hparams.mask_threshold, group["masks"]
-                predictions.append(prediction(group, pred))
-            strokes = None if training else predictions[-1]["strokes"]  # each mask scored once, in prediction()
-            metrics.update(pred[:, None].long(), truth[:, None].long(), strokes=strokes)
-            if stage == "test":
-                self.test_masks.update(len(low_res_logits))
+        features = [self.image_features(g) for g in groups]
+        first = decoded = self.decode_batch(groups, features)
+        first_groups, first_full = groups, []
+        passes = 1 + (self.hparams.corrective_clicks if training else 0)
+        for index in range(passes):
+            if index > 0:  # a corrective pass: one more click per mask, maybe the last logits as the mask prompt
+                groups = [self.click_pass(g, logits, index) for g, (logits, _) in zip(groups, decoded, strict=True)]
+                decoded = self.decode_batch(groups, features)
+            for group, (low_res_logits, iou_pred) in zip(groups, decoded, strict=True):
+                full = None if training and self.hparams.loss_frame == "low" else self.full_res(low_res_logits, group)
+                if self.hparams.loss_frame == "low":
+                    logits, target = low_res_logits, group["low_res_targets"]
+                else:
+                    logits, target = full, group["masks"].float()
+                if not self.iou_head_trains:  # HQ mode, hq_train=hq: the IoU term would train the HQ token (through
+                    iou_pred = iou_pred.detach()  # the transformer's attention) for SAM's frozen IoU head; still logged
+                for name, term in self.loss(logits, target, iou_pred).items():  # each: mean over masks and passes
+                    total[name] = total.get(name, 0) + term * len(low_res_logits) / num_masks / passes
+                if index == 0:
+                    first_full.append(full)
+        for group, (low_res_logits, _), own, full in zip(first_groups, first, features, first_full, strict=True):
+            predicted = self._score(group, low_res_logits=low_res_logits, full=full, features=own, stage=stage)
+            predictions += [predicted] if predicted is not None else []
         return total, predictions
+
+    def _score(
+        self,
+        group: Group,
+        *,
+        low_res_logits: torch.Tensor,
+        full: torch.Tensor | None,
+        features: dict[str, torch.Tensor],
+        stage: str,
+    ) -> Prediction | None:
+        """``stage``'s metric updates for one group's first-pass masks (the test pass: and its N-click curve);
+        outside training, its prediction. Training scores in the decoder's frame: upsampling every step to full
+        size would double the step."""
+        if stage == "train":
+            pred, truth = low_res_logits.detach() > self.hparams.mask_threshold, group["low_res_targets"] > 0.5
+            self.train_metrics.update(pred[:, None].long(), truth[:, None].long())
+            return None
+        pred = full.detach() > self.hparams.mask_threshold
+        predicted = prediction(group, pred)  # each mask's stroke scores computed once, there
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(pred[:, None].long(), group["masks"][:, None].long(), strokes=predicted["strokes"])
+        if stage == "test":
+            self.test_masks.update(len(low_res_logits))
+            if self.test_clicks is not None:
+                self.test_clicks.update(self.click_curve(group, low_res_logits, features))
+        return predicted
+
+    def click_pass(self, group: Group, low_res_logits: torch.Tensor, index: int) -> Group:
+        """The group of training pass ``index``: a click per mask drawn from the error of ``low_res_logits``
+        (N, 256, 256) against ``low_res_targets`` > 0.5 in the decoder's frame, within the image's part of it
+        (``sample_click``; a padding point where nothing is wrong), appended to its points; the logits (detached)
+        as the mask prompt with ``mask_prompt_probability``. Seeded by (seed, epoch, key, index)."""
+        generator = torch.Generator().manual_seed(
+            stable_hash(self.hparams.seed, self.current_epoch, group["key"], index) >> 1
+        )
+        h, w = (-(-side // DECODER_STRIDE) for side in group["input_size"])  # ceil: the image's part of the frame
+        pred = (low_res_logits.detach() > self.hparams.mask_threshold)[:, :h, :w]
+        truth = (group["low_res_targets"] > 0.5)[:, :h, :w]
+        clicks = []
+        for p, t in zip(pred, truth, strict=True):
+            from_truth = float(torch.rand((), generator=generator)) < self.hparams.click_from_truth_probability
+            clicks.append(sample_click(p, t, generator=generator, from_truth=from_truth))
+        coords, labels = with_points(points_of(group), decoder_frame_prompts(clicks, device=low_res_logits.device))
+        out: Group = {k: v for k, v in group.items() if k != "mask_input"}  # type: ignore[assignment]
+        out["point_coords"], out["point_labels"] = coords, labels
+        if float(torch.rand((), generator=generator)) < self.hparams.mask_prompt_probability:
+            out["mask_input"] = low_res_logits.detach()
+        return out
+
+    def click_curve(
+        self, group: Group, low_res_logits: torch.Tensor, features: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """(N, test_clicks + 1) per-mask IoU after 0..N clicks at the centres of the largest error regions, at the
+        original resolution (``click_ious``), from the box pass's ``low_res_logits`` (N, 256, 256) and the
+        group's ``image_features``."""
+        (height, width), (h, w) = group["original_size"], group["input_size"]
+
+        def decode(points: tuple[torch.Tensor, torch.Tensor] | None, mask_input: torch.Tensor | None) -> torch.Tensor:
+            prompted = {**group, "point_coords": points[0], "point_labels": points[1], "mask_input": mask_input}
+            return self(prompted, features)[0]
+
+        return click_ious(
+            decode=decode,
+            to_masks=lambda logits: self.full_res(logits, group) > self.hparams.mask_threshold,
+            truth=group["masks"].to(self.device),
+            scale=(w / width, h / height),
+            clicks=self.hparams.test_clicks,
+            points=points_of(group),
+            low_res_logits=low_res_logits,
+        )
 
     def training_step(self, batch: list[Group], batch_idx: int) -> torch.Tensor | None:
         terms, _ = self.model_step(batch, "train")
@@ -242,6 +357,14 @@ class SamFineTuner(L.LightningModule):
             self.log_dict(self.test_metrics, on_epoch=True, batch_size=len(batch))
             self.log("test/n_masks", self.test_masks, on_epoch=True, batch_size=len(batch))
         return predictions
+
+    def on_test_epoch_end(self) -> None:
+        """The N-click curve (``test_clicks``): ``test/clicks/<key>`` for each key of ``ClickCurve.compute``."""
+        if self.test_clicks is not None:
+            if int(self.test_clicks.count) > 0 or self.trainer.world_size > 1:
+                for key, value in self.test_clicks.compute().items():
+                    self.log(f"test/clicks/{key}", value)  # ClickCurve.compute syncs DDP ranks
+            self.test_clicks.reset()
 
     def _stop_on_non_finite(self, loss: torch.Tensor, batch: list[Group], batch_idx: int) -> None:
         """Stop before the step: the weights are still the last finite ones, and checkpoints so far are kept."""
@@ -283,6 +406,11 @@ class SamFineTuner(L.LightningModule):
 
 class NonFiniteLoss(SamlitError):
     """The training loss became NaN or infinite."""
+
+
+def mask_prompt(group: Group) -> torch.Tensor | None:
+    """The group's mask prompt as the prompt encoder takes it: (N, 1, 256, 256), or ``None``."""
+    return group["mask_input"][:, None] if "mask_input" in group else None
 
 
 def prediction(group: Group, pred: torch.Tensor) -> Prediction:

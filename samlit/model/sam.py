@@ -195,13 +195,17 @@ def decode_prompts(
     embedding: torch.Tensor,
     boxes: torch.Tensor,
     points: tuple[torch.Tensor, torch.Tensor] | None = None,
+    mask_input: torch.Tensor | None = None,
     interm_embedding: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's prompt encoder + mask decoder (single-mask output) for one image's prompts.
 
     Args:
         embedding: (1, 256, 64, 64) image embedding.
-        boxes: (N, 4) xyxy in the 1024 frame; points: optional coords (N, P, 2) and labels (N, P) in it.
+        boxes: (N, 4) xyxy in the 1024 frame; points: optional coords (N, P, 2) and labels (N, P) in it (label 1
+            positive, 0 negative, -1 padding: ignored, as in SAM's prompt encoder).
+        mask_input: optional (N, 256, 256) low-res logits of an earlier pass, the mask prompt (``SamPredictor``'s
+            ``mask_input``, there (N, 1, 256, 256)).
         interm_embedding: HQ mode: the early ViT feature (1, 64, 64, C) (``encode_features``).
 
     Returns:
@@ -209,7 +213,8 @@ def decode_prompts(
         token 0's + the HQ token's, ``hq_token_only=False``; ``samlit.model.hq.MASK_OUTPUTS``), as
         ``segment_anything_hq``'s ``SamPredictor`` gives; the IoU is token 0's prediction, as there.
     """
-    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
+    masks = None if mask_input is None else mask_input[:, None]
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
     decoder = sam.mask_decoder
     if is_hq(decoder):  # HQ-SAM's MaskDecoderHQ.forward, as the batched form (tested equal to its SamPredictor)
         if interm_embedding is None:

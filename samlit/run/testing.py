@@ -12,7 +12,7 @@ import lightning as L
 from samlit.core.batch import Prediction
 from samlit.core.distributed import gather_by_key
 from samlit.core.errors import SamlitError
-from samlit.model.metrics import scan_row
+from samlit.model.metrics import click_summary, scan_row
 
 ORDERS = ("first", "worst")
 BOUNDARY_IOU = {  # metrics["boundary_iou"] name -> logged test/<key>
@@ -70,8 +70,9 @@ class TestPredictions(L.Callback):
 class TestResult:
     """``metrics``: ``iou``, ``dice``, ``boundary_iou`` (``1px``, ``2px``, ``3px``, ``2%`` and
     ``2%_band_covers_mask``: the fraction of masks whose 2 % band is the whole ground-truth mask), ``cldice`` and
-    ``n_masks`` over the test split, each a mean over masks (``samlit.core.strokes``); ``rows`` and ``kept``: see
-    ``TestPredictions``."""
+    ``n_masks`` over the test split, each a mean over masks (``samlit.core.strokes``); with ``clicks=N`` also
+    ``clicks`` (``samlit.model.metrics.click_summary``: mIoU after 0..N clicks, NoC@85 / NoC@90); ``rows`` and
+    ``kept``: see ``TestPredictions``."""
 
     __test__ = False
 
@@ -88,6 +89,9 @@ def run_test(trainer: L.Trainer, module: L.LightningModule, datamodule: Any, **t
     metrics["boundary_iou"] = {name: float(logged[f"test/{key}"]) for name, key in BOUNDARY_IOU.items()}
     metrics["cldice"] = float(logged["test/cldice"])
     metrics["n_masks"] = int(logged["test/n_masks"])
+    clicks = click_summary(logged)  # clicks=N: the N-click curve, NoC@85 / NoC@90
+    if clicks is not None:
+        metrics["clicks"] = clicks
     return TestResult(metrics=metrics, rows=collector.rows, kept=with_images(collector.kept, datamodule))
 
 

@@ -199,8 +199,122 @@ def test_decoder_batching_auto_is_per_image_on_cpu_and_a_bad_value_names_the_key
     module = instantiate(compose_cfg().module)
     assert module.hparams.decoder_batching == "auto"
     calls = []
-    module.forward = lambda g: calls.append(g["key"]) or (torch.zeros(len(g["boxes"]), 256, 256), None)
+    module.forward = lambda g, features=None: calls.append(g["key"]) or (torch.zeros(len(g["boxes"]), 256, 256), None)
     module.decode_batch([group("a"), group("b", seed=1)])
     assert calls == ["a", "b"]  # one call per image on this CPU
     with pytest.raises(Exception, match=re.escape("module.decoder_batching='both' must be one of auto, per_image")):
         instantiate(compose_cfg("module.decoder_batching=both").module)
+
+
+def recording(module) -> list[dict]:
+    """Wrap ``module.forward``: each decoder call's group and logits, in call order."""
+    calls, forward = [], module.forward
+
+    def record(g, features=None):
+        logits, iou = forward(g, features)
+        calls.append({"group": g, "logits": logits})
+        return logits, iou
+
+    module.forward = record
+    return calls
+
+
+def test_corrective_clicks_add_k_decoder_passes_whose_losses_are_averaged(compose_cfg):
+    """``module.corrective_clicks=2``: 3 decoder calls per image; pass k has k more points, each positive click on a
+    false negative and each negative one on a false positive of pass k-1 (in the decoder's frame); with
+    ``mask_prompt_probability=1`` the previous logits (detached) are the mask prompt; the loss is the passes' mean."""
+    overrides = [
+        "module.corrective_clicks=2",
+        "module.mask_prompt_probability=1",
+        "module.click_from_truth_probability=0",
+    ]
+    torch.manual_seed(0)
+    module = instantiate(compose_cfg(*overrides).module)
+    module.train()
+    batch = [group("a"), with_points(group("b", n=3, seed=1))]
+    calls = recording(module)
+    terms, _ = module.model_step(batch, "train")
+    assert [c["group"]["key"] for c in calls] == ["a", "b"] * 3
+    for k, call in enumerate(calls):
+        g, before = call["group"], batch[k % 2]
+        own = before["point_coords"].shape[1] if "point_coords" in before else 0
+        assert g.get("point_coords", torch.zeros(0, 0, 2)).shape[1] == own + k // 2
+        assert ("mask_input" in g) == (k >= 2)
+        if k >= 2:
+            previous = calls[k - 2]["logits"]
+            assert torch.equal(g["mask_input"], previous) and not g["mask_input"].requires_grad
+            pred, truth = previous > 0, before["low_res_targets"] > 0.5
+            (x, y), label = ((g["point_coords"][:, -1] - 1.5) / 4).T, g["point_labels"][:, -1]
+            for i in range(len(label)):
+                if label[i] != -1:
+                    row, col = int(y[i]), int(x[i])
+                    assert bool(truth[i, row, col]) == bool(label[i]) != bool(pred[i, row, col])
+    per_pass = [module.loss(c["logits"], c["group"]["low_res_targets"], torch.zeros(len(c["logits"]))) for c in calls]
+    n = [len(c["logits"]) for c in calls]
+    expected = sum(p["loss_mask"] * m for p, m in zip(per_pass, n, strict=True)) / sum(n)
+    assert torch.allclose(terms["loss_mask"], expected, atol=1e-6)
+
+
+def test_training_clicks_are_a_function_of_seed_epoch_key_and_pass(compose_cfg):
+    torch.manual_seed(0)
+    module = instantiate(compose_cfg("module.corrective_clicks=1").module)
+    logits = torch.randn(2, 256, 256)
+    g = group("a")
+    first, again = module.click_pass(g, logits, 1), module.click_pass(g, logits, 1)
+    assert torch.equal(first["point_coords"], again["point_coords"]) and ("mask_input" in first) == (
+        "mask_input" in again
+    )
+    others = [module.click_pass(group("b"), logits, 1), module.click_pass(g, logits, 2)]
+    module.hparams.seed = 1
+    others.append(module.click_pass(g, logits, 1))
+    assert all(not torch.equal(o["point_coords"], first["point_coords"]) for o in others)
+
+
+def test_batched_decoder_calls_take_mask_prompts_and_clicks_as_calls_per_image_do(compose_cfg):
+    with_mask = lambda g, seed: {**g, "mask_input": torch.randn(len(g["boxes"]), 256, 256, generator=seed)}  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    batch = [
+        with_mask(with_points(group("a")), generator),
+        with_points(group("b", n=3, seed=1)),
+        with_mask(group("c", seed=2), generator),
+    ]
+    results = []
+    for batching in ("per_image", "batched"):
+        torch.manual_seed(0)
+        module = instantiate(compose_cfg(f"module.decoder_batching={batching}").module)
+        results.append(module.decode_batch(batch))
+    for (logits_a, iou_a), (logits_b, iou_b) in zip(*results, strict=True):
+        assert torch.allclose(logits_a, logits_b, atol=1e-4) and torch.allclose(iou_a, iou_b, atol=1e-5)
+    plain = results[0][2][0]
+    torch.manual_seed(0)
+    module = instantiate(compose_cfg().module)
+    assert not torch.allclose(module.decode_batch([group("c", seed=2)])[0][0], plain, atol=1e-3)  # the mask counts
+
+
+def test_the_test_pass_scores_every_mask_after_each_click(compose_cfg):
+    torch.manual_seed(0)
+    module = instantiate(compose_cfg("clicks=3").module)
+    module.eval()
+    batch = [group("a"), group("b", n=3, seed=1)]
+    calls = recording(module)
+    with torch.no_grad():
+        module.model_step(batch, "test")
+    assert len(calls) == 2 * (1 + 3)  # per image: the box pass, then 3 click passes on the same features
+    computed = module.test_clicks.compute()
+    assert int(computed["n_masks"]) == 5 and {f"miou_{k}" for k in range(4)} <= set(computed)
+    first = calls[0]["logits"]
+    box_iou = module.test_metrics["iou"].compute()  # the box pass's mean IoU is the curve's first point
+    assert computed["miou_0"].item() == pytest.approx(box_iou.item(), abs=1e-5), first.shape
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("module.corrective_clicks=-1", "module.corrective_clicks=-1 must be a whole number of clicks >= 0"),
+        ("clicks=1.5", "clicks=1.5 must be a whole number of clicks >= 0"),
+        ("module.mask_prompt_probability=1.5", "module.mask_prompt_probability=1.5 must be a probability in [0, 1]"),
+    ],
+)
+def test_bad_click_settings_name_the_key(compose_cfg, override, line):
+    with pytest.raises(Exception, match=re.escape(line)):
+        instantiate(compose_cfg(override).module)

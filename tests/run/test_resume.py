@@ -13,7 +13,13 @@ import torch
 from tests.conftest import FAST
 from tests.run.test_train import only_run_dir, run_train
 
-FOUR_EPOCHS = [*(o for o in FAST if not o.startswith("trainer.max_epochs")), "trainer.max_epochs=4"]
+# corrective clicks on: their clicks and mask-prompt choices are drawn per (seed, epoch, item, pass), so a resumed
+# run draws what the unbroken one drew (pass 0 is the box-only path, so that path is covered too)
+FOUR_EPOCHS = [
+    *(o for o in FAST if not o.startswith("trainer.max_epochs")),
+    "trainer.max_epochs=4",
+    "module.corrective_clicks=2",
+]
 SIGNAL_AT = "+callbacks.signal._target_=tests.signals.SignalAt"
 
 
