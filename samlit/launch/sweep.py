@@ -4,6 +4,11 @@
 each job (so a sweep that dies half way still has one) and once more when the multirun ends. Rows come from
 each job dir's ``.hydra/overrides.yaml`` and ``metrics.json``, so it works with any launcher or sweeper
 (basic, Optuna, submitit). Also ``python -m samlit.sweep <multirun dir>``.
+
+Jobs run with ``clicks=N`` > 0 add the corrective-click scores of each stage (``metrics.json`` ``clicks``): mean IoU
+after 1, 3 and 5 clicks (``<stage>_miou_at_<k>``, empty when k > N) and NoC@85 / NoC@90 (``<stage>_noc85``,
+``<stage>_noc90``: mean clicks to reach IoU 0.85 / 0.90, a mask that never does counting as N), plus ``max_clicks``
+(N); the markdown shows the fine-tuned ones only when some job has them.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from omegaconf import DictConfig
 
 from samlit.core import atomic
 from samlit.launch.resolvers import in_sweep
+from samlit.run.report import CLICK_STEPS, NOC_LEVELS, miou_at
 
 log = logging.getLogger(__name__)
 
+CLICK_SCORES = (*(f"miou_at_{k}" for k in CLICK_STEPS), *(f"noc{level}" for level in NOC_LEVELS))  # per stage
 COLUMNS = (
     "job",
     "status",
@@ -37,6 +44,9 @@ COLUMNS = (
     "fine_tuned_cldice",
     "zero_shot_boundary_iou_1px",
     "zero_shot_cldice",
+    *(f"fine_tuned_{score}" for score in CLICK_SCORES),
+    *(f"zero_shot_{score}" for score in CLICK_SCORES),
+    "max_clicks",
     "best_val_iou",
     "wall_time_s",
     "run_dir",
@@ -49,6 +59,10 @@ SCORES = (  # the markdown's score columns (the CSV also has the zero-shot strok
     ("fine-tuned boundary IoU 1px", "fine_tuned_boundary_iou_1px"),
     ("fine-tuned clDice", "fine_tuned_cldice"),
     ("best val IoU", "best_val_iou"),
+)
+CLICK_COLUMNS = (  # the markdown's corrective-click columns, before best val IoU; shown when some row has a value
+    *((f"fine-tuned mIoU@{k}", f"fine_tuned_miou_at_{k}") for k in CLICK_STEPS),
+    *((f"fine-tuned NoC@{level}", f"fine_tuned_noc{level}") for level in NOC_LEVELS),
 )
 
 
@@ -79,6 +93,10 @@ def job_row(job_dir: Path, *, sweep_dir: Path) -> dict[str, Any]:
         # runs from before the stroke scores have none: left empty
         row[f"{stage}_boundary_iou_1px"] = (scores.get("boundary_iou") or {}).get("1px")
         row[f"{stage}_cldice"] = scores.get("cldice")
+        if clicks := scores.get("clicks"):  # clicks=0 runs, and runs from before corrective clicks, have none
+            row.update({f"{stage}_miou_at_{k}": miou_at(clicks, k) for k in CLICK_STEPS})
+            row.update({f"{stage}_noc{level}": clicks[f"noc{level}"] for level in NOC_LEVELS})
+            row["max_clicks"] = clicks["max_clicks"]
     return {
         **row,
         "status": "ok",
@@ -120,8 +138,14 @@ def write_summary(sweep_dir: Path | str, *, rows: list[dict[str, Any]] | None = 
 
 
 def markdown(rows: list[dict[str, Any]], *, best: dict[str, Any] | None, sweep_dir: Path) -> str:
-    def number(value: Any) -> str:
-        return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    """``sweep_summary.md``: the rows as a table: ``SCORES``, the ``CLICK_COLUMNS`` some row has before the last
+    (best val IoU)."""
+    clicks = [(title, key) for title, key in CLICK_COLUMNS if any(r.get(key) is not None for r in rows)]
+    columns = [*SCORES[:-1], *clicks, SCORES[-1]]
+
+    def number(value: Any, key: str = "") -> str:
+        digits = 2 if "_noc" in key else 4  # NoC: mean clicks; the rest: scores in 0..1
+        return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     done = sum(r["status"] == "ok" for r in rows)
     lines = [
@@ -132,17 +156,24 @@ def markdown(rows: list[dict[str, Any]], *, best: dict[str, Any] | None, sweep_d
     ]
     if rows[0]["common"]:
         lines += ["", "Every job: " + " ".join(f"`{o}`" for o in rows[0]["common"])]
+    if clicks:
+        lines += [
+            "",
+            "Corrective clicks (`clicks=N`): fine-tuned mean test IoU after k clicks (empty when k > N), and NoC@85 / "
+            "NoC@90: the mean number of clicks until a mask's IoU reaches 0.85 / 0.90 (a mask that never does counts "
+            "as N; N per job: `max_clicks` in sweep_summary.csv).",
+        ]
     lines += [
         "",
-        "| | job | overrides | " + " | ".join(title for title, _ in SCORES) + " | wall s | status |",
-        "|---|---|---|" + "---|" * len(SCORES) + "---|---|",
+        "| | job | overrides | " + " | ".join(title for title, _ in columns) + " | wall s | status |",
+        "|---|---|---|" + "---|" * len(columns) + "---|---|",
     ]
     for row in rows:
         cells = [
             "**best**" if row is best else "",
             f"[{row['job']}]({row['job']})",
             f"`{row['overrides']}`" if row["overrides"] else "",
-            *(number(row[key]) for _, key in SCORES),
+            *(number(row.get(key), key) for _, key in columns),
             "" if row["wall_time_s"] is None else f"{row['wall_time_s']:.0f}",
             row["status"],
         ]

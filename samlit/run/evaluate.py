@@ -4,8 +4,9 @@
     python eval.py model=vit_b model.decoder_weights=<run>/export/sam_vit_b_decoder.pth data=staver ...
 
 Zero-shot vs fine-tuned is these two calls. Writes ``metrics.json`` (the metrics of ``run_test``: IoU, Dice,
-boundary IoU, clDice; per-image rows) and overlays of the worst test images (ground truth | prediction, with the
-box prompts) into ``figures/``.
+boundary IoU, clDice; per-image rows; with ``clicks=N`` the N-click curve, NoC@85 / NoC@90 and
+``figures/clicks.png``) and overlays of the worst test images (ground truth | prediction, with the box prompts)
+into ``figures/``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from samlit.core import atomic
 from samlit.core.batch import Prediction
 from samlit.core.images import write_png
 from samlit.model.hq import sam_token_while_fresh
-from samlit.run.figures import prediction_panels
+from samlit.run.figures import prediction_panels, save_click_curve
 from samlit.run.prepare import prepare
+from samlit.run.report import click_stages, click_summary
 from samlit.run.rundir import claim_run_dir, follow_run_model, run_frame
 from samlit.run.setup import setup
 from samlit.run.testing import run_test
@@ -78,12 +80,16 @@ def main(cfg: DictConfig) -> dict[str, Any]:
         "worst_case_figures": [str(p.relative_to(run_dir)) for p in figures],
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
+    click_curve = save_click_curve(run_dir / "figures" / "clicks.png", curves=click_stages(metrics))
+    if click_curve is not None:
+        metrics["click_curve"] = str(click_curve.relative_to(run_dir))
     atomic.write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(
         f"{metrics['model']} ({metrics['weights']}, decoder {metrics['decoder_weights'] or 'same'}): test IoU "
         f"{tested.metrics['iou']:.4f}, Dice {tested.metrics['dice']:.4f}, boundary IoU 1px "
         f"{tested.metrics['boundary_iou']['1px']:.4f}, clDice {tested.metrics['cldice']:.4f} over "
-        f"{tested.metrics['n_masks']} masks\n"
-        f"run dir: {run_dir}"
+        f"{tested.metrics['n_masks']} masks"
+        + (f"\n{click_summary(metrics['clicks'])}" if "clicks" in metrics else "")
+        + f"\nrun dir: {run_dir}"
     )
     return metrics

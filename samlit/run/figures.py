@@ -1,5 +1,5 @@
 """Pictures of a run: overlays (ground truth / predictions tinted on the scan, box prompts drawn), panels side by
-side, and the loss / IoU / Dice curves. Report, eval and dashboards draw with these."""
+side, the loss / IoU / Dice curves and mean IoU vs corrective clicks. Report, eval and dashboards draw with these."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from samlit.core import atomic
 from samlit.core.batch import Prediction
 from samlit.core.images import write_png
 from samlit.core.masks import mask_scores
+from samlit.run.report import NOC_LEVELS
 
 GT_COLOUR = (0, 170, 0)  # RGB
 PRED_COLOUR = (220, 0, 0)
@@ -120,6 +121,40 @@ def save_curves(path: Path, epochs: list[dict[str, float]]) -> Path | None:
         axes.legend()
     loss_axes.set_title("loss")
     score_axes.set_title("IoU / Dice")
+    figure.tight_layout()
+    with atomic.replacing(path) as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_click_curve(path: Path, *, curves: dict[str, dict | None]) -> Path | None:
+    """Mean IoU over the test masks (y, 0..1) against the number of corrective clicks (x: 0 = the box alone, .. N),
+    one line per stage of ``curves`` ({legend label: that stage's ``metrics.json`` ``clicks``, or ``None``}; e.g.
+    ``report.click_stages(metrics)``), dotted lines at the NoC levels (IoU 0.85, 0.90), as one PNG written
+    atomically. ``None``, and nothing written, when no stage has clicks."""
+    curves = {label: clicks for label, clicks in curves.items() if clicks}
+    if not curves:
+        return None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(figsize=(5.5, 3.6))
+    for label, clicks in curves.items():
+        axes.plot(range(len(clicks["miou"])), clicks["miou"], marker="o", label=label)
+    levels = " / ".join(f"{level / 100:.2f}" for level in NOC_LEVELS)
+    for n, level in enumerate(NOC_LEVELS):  # dotted, one legend entry for all
+        label = f"NoC levels: IoU {levels}" if n == 0 else None
+        axes.axhline(level / 100, color="grey", linestyle=":", linewidth=1, label=label)
+    lowest = min(min(clicks["miou"]) for clicks in curves.values())
+    axes.set_ylim(max(0.0, min(lowest, NOC_LEVELS[0] / 100) - 0.05), 1.0)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("corrective clicks (0 = box alone)")
+    axes.set_ylabel("mean IoU")
+    axes.set_title("mean IoU vs clicks")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
     figure.tight_layout()
     with atomic.replacing(path) as handle:
         figure.savefig(handle, format="png", dpi=100)

@@ -1,6 +1,6 @@
 """The run's report: ``metrics.json`` (zero-shot vs fine-tuned on the test split: IoU, Dice and the stroke scores
-of ``samlit.core.strokes``), ``report.md`` (linking the figures of ``samlit.run.figures``), and the short table
-printed at the end."""
+of ``samlit.core.strokes``; with ``clicks=N`` > 0 each stage's ``clicks``: mean IoU after 0..N corrective clicks and
+NoC), ``report.md`` (linking the figures of ``samlit.run.figures``), and the short table printed at the end."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ from rich.table import Table
 from samlit.core import atomic
 
 MOSTLY_COVERED = 0.9  # report.md calls boundary IoU at 2 % mask IoU when the band covers this share of masks
+# IoU in percent that NoC is measured to (a stage's ``clicks`` has ``noc85``, ``noc90``): samlit.model.metrics's
+# NOC_LEVELS, repeated so that the sweep summary (samlit.launch.sweep) needs no torchmetrics import
+NOC_LEVELS = (85, 90)
+CLICK_STEPS = (1, 3, 5)  # click counts whose mean IoU the tables show (those <= N; N itself is always shown)
+CLICK_STAGES = (("zero_shot", "zero-shot"), ("fine_tuned", "fine-tuned"))  # train.py's stages: key, label
+EVAL_STAGE = "prediction"  # the label of eval.py's one stage (its ``clicks`` is a top-level key of metrics.json)
+CLICK_METHOD = (  # how the N-click evaluation places clicks (samlit.model.interactive.click_ious), for report.md
+    "Click k goes to the centre of the largest error region of the masks after click k - 1, at the image's original "
+    "resolution (the region's pixel farthest from its border): positive on a missed part (false negative), negative "
+    "on a spurious part (false positive); the decoder gets the box, every earlier click and the previous pass's "
+    "low-res (256x256) logits as the mask prompt. mIoU@k: mean IoU over the test masks after k clicks (@0: the box "
+    "alone). NoC@85 / NoC@90: mean number of clicks until a mask's IoU reaches 0.85 / 0.90 (0 when the box alone "
+    "does); a mask that never reaches it within N clicks counts as N."
+)
 
 
 def write_metrics(path: Path, *, model: str, loss: str, zero_shot: dict, fine_tuned: dict, **extra: Any) -> dict:
@@ -38,8 +52,11 @@ def write_markdown(
     run_dir: Path,
     overrides: list[str] = (),
     curves: Path | None = None,
+    click_curve: Path | None = None,
 ) -> Path:
-    """``report.md``: the table, the data counts, the overrides, the curves, the overlays, the exports."""
+    """``report.md``: the table, the frame, the corrective clicks (when the stages have ``clicks``; ``click_curve``:
+    ``figures.save_click_curve``'s PNG, linked there), the data counts, the overrides, the curves, the overlays, the
+    exports."""
     zs, ft = metrics["zero_shot"], metrics["fine_tuned"]
     strokes = "boundary_iou" in zs and "boundary_iou" in ft  # metrics.json of runs before them: IoU / Dice only
     head = ["IoU", "Dice", *(["Boundary IoU 1px", "clDice"] if strokes else [])]
@@ -63,6 +80,9 @@ def write_markdown(
         lines += hq_lines(metrics["hq"])
     if "frame" in metrics:
         lines += frame_lines(metrics["frame"])
+    if stages := click_stages(metrics):
+        curve = None if click_curve is None else click_curve.relative_to(run_dir).as_posix()
+        lines += click_lines(stages, curve=curve)
     if "data" in metrics:
         lines += ["## Data", "", *[f"- {k}: {v}" for k, v in metrics["data"].items()], ""]
     lines += ["## Config overrides", "", *([f"- `{o}`" for o in overrides] or ["- none (the defaults)"]), ""]
@@ -139,18 +159,88 @@ def frame_lines(frame: dict[str, Any]) -> list[str]:
     ]
 
 
+def click_stages(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{label: ``clicks``} of the stages of ``metrics`` (a ``metrics.json``) that have them, in order: train.py's
+    ``zero_shot`` / ``fine_tuned`` (labels ``zero-shot``, ``fine-tuned``), or eval.py's top-level ``clicks`` (label
+    ``EVAL_STAGE``). Empty for ``clicks=0`` runs and for runs from before corrective clicks."""
+    stages = {label: (metrics.get(key) or {}).get("clicks") for key, label in CLICK_STAGES}
+    stages[EVAL_STAGE] = metrics.get("clicks")
+    return {label: clicks for label, clicks in stages.items() if clicks}
+
+
+def click_steps(max_clicks: int) -> list[int]:
+    """The click counts a table shows for N = ``max_clicks``: 0 (the box alone), those of ``CLICK_STEPS`` up to N,
+    and N."""
+    steps = [0, *(k for k in CLICK_STEPS if k <= max_clicks)]
+    return steps if max_clicks in steps else [*steps, max_clicks]
+
+
+def miou_at(clicks: dict[str, Any], k: int) -> float | None:
+    """Mean IoU over the stage's test masks after ``k`` corrective clicks (0: the box alone); ``None`` past N."""
+    return clicks["miou"][k] if 0 <= k <= clicks["max_clicks"] and k < len(clicks["miou"]) else None
+
+
+def noc_cell(clicks: dict[str, Any], level: int, *, words: bool = True) -> str:
+    """NoC at IoU ``level`` % (mean clicks, 2 decimals) and, when some masks never reached it within N clicks, how
+    many of the stage's masks: ``2.40 (3/20 not reached)`` (``words=False``: ``2.40 (3/20)``)."""
+    cell = f"{clicks[f'noc{level}']:.2f}"
+    missed = clicks[f"not_reached_{level}"]
+    return f"{cell} ({missed}/{clicks['n_masks']}{' not reached' if words else ''})" if missed else cell
+
+
+def click_lines(stages: dict[str, dict[str, Any]], *, curve: str | None = None) -> list[str]:
+    """The "Corrective clicks" section of ``report.md`` (markdown lines): one row per stage of ``stages`` ({label:
+    its ``clicks``}, ``click_stages``): mean IoU after 0 (the box alone), 1, 3, 5 and N clicks, NoC@85 and NoC@90
+    (mean clicks; masks that never reached the level counted as N, how many said in the cell); how clicks are
+    placed; ``curve``: the IoU-vs-clicks image, relative to ``report.md``."""
+    steps = sorted({k for clicks in stages.values() for k in click_steps(clicks["max_clicks"])})
+    head = [f"mIoU@{k}" + (" (box)" if k == 0 else "") for k in steps] + [f"NoC@{level}" for level in NOC_LEVELS]
+    lines = ["## Corrective clicks", "", "| | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for label, clicks in stages.items():
+        ious = [miou_at(clicks, k) for k in steps]
+        cells = ["" if v is None else f"{v:.4f}" for v in ious] + [noc_cell(clicks, level) for level in NOC_LEVELS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    sizes = sorted({(c["max_clicks"], c["n_masks"]) for c in stages.values()})
+    counts = "; ".join(f"N = {n} clicks, {m} masks" for n, m in sizes)
+    lines += ["", f"{counts}. {CLICK_METHOD}", ""]
+    if curve is not None:
+        lines += [f"![mean IoU vs clicks]({curve})", ""]
+    return lines
+
+
+def click_summary(clicks: dict[str, Any]) -> str:
+    """One console line of a stage's ``clicks`` (eval.py's print): mean IoU after 0 (the box alone), 1, 3, 5 and N
+    clicks, then NoC@85 / NoC@90 with the masks that never reached the level."""
+    ious = ", ".join(f"@{k} {miou_at(clicks, k):.4f}" for k in click_steps(clicks["max_clicks"]))
+    nocs = ", ".join(f"NoC@{level} {noc_cell(clicks, level)}" for level in NOC_LEVELS)
+    return f"corrective clicks (up to {clicks['max_clicks']}, {clicks['n_masks']} masks): mIoU {ious}; {nocs}"
+
+
 def print_summary(metrics: dict, *, run_dir: Path) -> None:
-    """The short table at the end of a run (and the frame's ceiling, when known)."""
+    """The short table at the end of a run (and the frame's ceiling, when known); with corrective clicks, mean IoU
+    after N clicks and NoC@85 / NoC@90 per stage (empty cells for a stage without them)."""
     frame = metrics.get("frame", {})
     mode = {"box": ", box crops", "none": ", whole pages"}.get(frame.get("crop"), "")
     table = Table(
         title=f"{metrics['model']} / {metrics['loss']}: test split ({metrics['fine_tuned']['n_masks']} masks{mode})"
     )
     strokes = all("boundary_iou" in metrics[name] for name in ("zero_shot", "fine_tuned"))
-    for column in ("", "IoU", "Dice", *(("Boundary IoU 1px", "clDice") if strokes else ())):
+    clicked = click_stages(metrics)
+    most = max((c["max_clicks"] for c in clicked.values()), default=0)
+    extra = (f"IoU@{most} clicks", *(f"NoC@{level}" for level in NOC_LEVELS)) if clicked else ()
+    for column in ("", "IoU", "Dice", *(("Boundary IoU 1px", "clDice") if strokes else ()), *extra):
         table.add_column(column)
-    for name in ("zero_shot", "fine_tuned"):
-        table.add_row(name.replace("_", "-"), *(f"{v:.4f}" for v in scores(metrics[name], strokes=strokes)))
+    for name, label in CLICK_STAGES:
+        row = [f"{v:.4f}" for v in scores(metrics[name], strokes=strokes)]
+        if clicked:
+            clicks = clicked.get(label)
+            iou = None if clicks is None else miou_at(clicks, most)
+            row += ["" if iou is None else f"{iou:.4f}"]
+            row += [noc_cell(clicks, level, words=False) if clicks else "" for level in NOC_LEVELS]
+        table.add_row(label, *row)
+    if clicked:
+        levels = " / ".join(f"{level / 100:.2f}" for level in NOC_LEVELS)
+        table.caption = f"NoC: mean clicks to reach IoU {levels}; (n/M): n of M masks never did (counted as N)"
     ceiling = frame.get("ceiling", {}).get(frame.get("crop"), {}).get("iou")
     if ceiling is not None:
         table.add_row("ceiling", f"{ceiling:.4f}", "", style="dim")

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
+from samlit.core.images import read_rgb
 from samlit.model.hq import hq_summary, sam_token_while_fresh
 from samlit.run import dashboard, figures, report
 from samlit.run.callbacks import InterruptCheckpoint
@@ -223,6 +224,7 @@ def write_outputs(
         world_size=trainer.world_size,
         per_image=per_image,
     )
+    click_curve = figures.save_click_curve(run_dir / "figures" / "clicks.png", curves=report.click_stages(metrics))
     report.write_markdown(
         run_dir / "report.md",
         metrics=metrics,
@@ -230,8 +232,17 @@ def write_outputs(
         run_dir=run_dir,
         overrides=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         curves=curves,
+        click_curve=click_curve,
     )
     dashboard.log_table(job.loggers, key="test/per_image", rows=per_image)
+    if click_curve is not None:  # the IoU-vs-clicks curve; its scalars went through Lightning (test/clicks/...)
+        dashboard.log_images(
+            job.loggers,
+            key="test/click_curve",
+            images=[read_rgb(click_curve)],
+            captions=["IoU vs clicks"],
+            step=trainer.global_step,
+        )
     dashboard.log_images(
         job.loggers,
         key="test/overlays",

@@ -15,8 +15,12 @@ from samlit.launch.sweep import summarize, write_summary
 from tests.conftest import REPO
 
 
-def fake_job(sweep_dir: Path, num: int, overrides: list[str], iou: float | None, *, strokes: bool = True) -> None:
-    """A job dir; ``strokes=False``: a metrics.json from before the stroke scores (IoU / Dice only)."""
+def fake_job(
+    sweep_dir: Path, num: int, overrides: list[str], iou: float | None, *, strokes: bool = True, clicks: int = 0
+) -> None:
+    """A job dir; ``strokes=False``: a metrics.json from before the stroke scores (IoU / Dice only); ``clicks=N``:
+    both stages scored after 0..N corrective clicks (mean IoU ``iou + k / 100`` after k clicks, NoC@85 ``N / 2``,
+    NoC@90 ``N``; zero-shot: ``0.01 + k / 100``, NoC ``N``)."""
     job = sweep_dir / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -27,6 +31,12 @@ def fake_job(sweep_dir: Path, num: int, overrides: list[str], iou: float | None,
             boundary = {"1px": iou / 2, "2px": iou / 1.5, "3px": iou / 1.2, "2%": iou, "2%_band_covers_mask": 1.0}
             stage.update(boundary_iou=boundary, cldice=iou + 0.1)
             zero_shot.update(boundary_iou={**boundary, "1px": 0.005}, cldice=0.03)
+        if clicks:
+            block = {"not_reached_85": 1, "not_reached_90": 2, "max_clicks": clicks, "n_masks": 3}
+            stage["clicks"] = {**block, "miou": [iou + k / 100 for k in range(clicks + 1)], "noc85": clicks / 2}
+            stage["clicks"]["noc90"] = float(clicks)
+            miou = [0.01 + k / 100 for k in range(clicks + 1)]
+            zero_shot["clicks"] = {**block, "miou": miou, "noc85": float(clicks), "noc90": float(clicks)}
         metrics = {"zero_shot": zero_shot, "fine_tuned": stage, "best_val_iou": iou, "wall_time_s": 12.5}
         (job / "metrics.json").write_text(json.dumps(metrics))
 
@@ -60,6 +70,49 @@ def test_summary_ranks_jobs_marks_the_best_and_keeps_failed_ones(tmp_path):
     header, rule = (line for line in md.splitlines() if line.startswith("| |") or line.startswith("|---"))
     assert header.count("|") == rule.count("|") == best_line.count("|")
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp file
+    assert "mIoU@" not in md and "NoC" not in md and "Corrective clicks" not in md  # no job ran with clicks
+    assert all(r["fine_tuned_miou_at_1"] == r["fine_tuned_noc90"] == r["max_clicks"] == "" for r in rows)
+
+
+def test_summary_has_the_corrective_clicks_of_jobs_that_ran_them(tmp_path):
+    """``clicks=N`` jobs: mean IoU after 1, 3, 5 clicks (empty past N) and NoC of both stages in the CSV, the
+    fine-tuned ones in the markdown; a ``clicks=0`` job's cells stay empty; the order is still by fine-tuned IoU."""
+    fake_job(tmp_path, 0, ["clicks=3", "loss=dice"], 0.30, clicks=3)
+    fake_job(tmp_path, 1, ["clicks=0", "loss=dice"], 0.50)
+    fake_job(tmp_path, 2, ["clicks=6", "loss=focal"], 0.40, clicks=6)
+    csv_path, md_path = write_summary(tmp_path)
+
+    rows = {r["job"]: r for r in csv.DictReader(csv_path.open())}
+    assert list(rows) == ["1", "2", "0"]  # by fine-tuned IoU, as without clicks
+    six, three, none = rows["2"], rows["0"], rows["1"]
+    assert [float(six[f"fine_tuned_miou_at_{k}"]) for k in (1, 3, 5)] == pytest.approx([0.41, 0.43, 0.45])
+    assert (float(six["fine_tuned_noc85"]), float(six["fine_tuned_noc90"]), six["max_clicks"]) == (3.0, 6.0, "6")
+    assert [float(six[f"zero_shot_miou_at_{k}"]) for k in (1, 3, 5)] == pytest.approx([0.02, 0.04, 0.06])
+    assert float(six["zero_shot_noc85"]) == float(six["zero_shot_noc90"]) == 6.0
+    assert float(three["fine_tuned_miou_at_3"]) == pytest.approx(0.33) and three["max_clicks"] == "3"
+    assert three["fine_tuned_miou_at_5"] == three["zero_shot_miou_at_5"] == ""  # 5 > N = 3
+    click_columns = [c for c in none if "miou_at" in c or "noc" in c] + ["max_clicks"]
+    assert len(click_columns) == 11 and all(none[c] == "" for c in click_columns)  # 2 stages x (3 + 2), N
+
+    md = md_path.read_text()
+    titles = "fine-tuned clDice | fine-tuned mIoU@1 | fine-tuned mIoU@3 | fine-tuned mIoU@5 | fine-tuned NoC@85 | "
+    assert titles + "fine-tuned NoC@90 | best val IoU |" in md
+    assert "Corrective clicks (`clicks=N`)" in md and "zero-shot mIoU" not in md
+    lines = md.splitlines()
+    header, rule = (line for line in lines if line.startswith("| |") or line.startswith("|---"))
+    job = {n: next(line for line in lines if f"[{n}]({n})" in line) for n in ("0", "1", "2")}
+    assert header.count("|") == rule.count("|") == job["0"].count("|") == job["1"].count("|")
+    assert "| 0.4100 | 0.4300 | 0.4500 | 3.00 | 6.00 | 0.4000 |" in job["2"]
+    assert "| 0.3100 | 0.3300 |  | 1.50 | 3.00 | 0.3000 |" in job["0"]
+    assert "| 0.6000 |  |  |  |  |  | 0.5000 |" in job["1"]  # clDice, no clicks, best val IoU
+
+
+def test_summary_shows_only_the_click_columns_some_job_has(tmp_path):
+    """Every job ran ``clicks=2``: mIoU@1 and the NoC columns, no @3 or @5."""
+    fake_job(tmp_path, 0, ["loss=dice"], 0.30, clicks=2)
+    fake_job(tmp_path, 1, ["loss=focal"], 0.20, clicks=2)
+    md = write_summary(tmp_path)[1].read_text()
+    assert "| fine-tuned mIoU@1 | fine-tuned NoC@85 | fine-tuned NoC@90 | best val IoU |" in md and "mIoU@3" not in md
 
 
 def test_summary_of_no_jobs_writes_nothing(tmp_path):

@@ -1,14 +1,15 @@
 """Figures: panels side by side, small crops enlarged sharply, the scan rebuilt from the SAM-frame image, which the
-run layer reads for the few items a figure draws: the same frame image the step saw."""
+run layer reads for the few items a figure draws: the same frame image the step saw; the IoU-vs-clicks curve."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from samlit.core.images import read_rgb
 from samlit.data.frame import to_sam_frame
 from samlit.data.sample import InstanceSample
-from samlit.run.figures import MIN_SIDE, comparison, mean_iou, scan_image
+from samlit.run.figures import MIN_SIDE, comparison, mean_iou, save_click_curve, scan_image
 from samlit.run.setup import build_datamodule
 from samlit.run.testing import with_images
 from tests.conftest import FAST
@@ -53,3 +54,17 @@ def test_a_figure_reads_the_frame_image_the_step_saw(compose_cfg):
         assert scan_image(predicted).shape == (*group["original_size"], 3)
     kept = {**predictions[0], "image": torch.zeros(3, 4, 4, dtype=torch.uint8)}
     assert with_images([kept], datamodule)[0]["image"] is kept["image"]  # an image already there is not read again
+
+
+def test_the_click_curve_is_drawn_for_the_stages_with_clicks(tmp_path):
+    """One PNG, atomically (no temp file left); ``None`` and no file when no stage has clicks."""
+    clicks = {"miou": [0.5, 0.7, 0.8, 0.9], "noc85": 2.5, "noc90": 3.0, "max_clicks": 3, "n_masks": 4}
+    clicks |= {"not_reached_85": 1, "not_reached_90": 2}
+    path = tmp_path / "figures" / "clicks.png"
+    assert save_click_curve(path, curves={"zero-shot": clicks, "fine-tuned": {**clicks, "miou": [0.8] * 4}}) == path
+    picture = read_rgb(path)
+    assert picture.ndim == 3 and min(picture.shape[:2]) > 100 and not list(path.parent.glob(".*.tmp"))
+    assert save_click_curve(tmp_path / "one.png", curves={"zero-shot": None, "fine-tuned": clicks}).is_file()
+    assert save_click_curve(tmp_path / "none.png", curves={"zero-shot": None, "fine-tuned": None}) is None
+    assert save_click_curve(tmp_path / "empty.png", curves={}) is None
+    assert not (tmp_path / "none.png").exists() and not (tmp_path / "empty.png").exists()
