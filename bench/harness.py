@@ -5,7 +5,11 @@ Benchmarks time both sides in one process, on the same data, and print ratios: t
 
 from __future__ import annotations
 
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,3 +101,50 @@ def bare_trainer(*, max_epochs: int = 1, callbacks: list[L.Callback] = (), accel
 def peak_rss_gib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class StepTimes(L.Callback):
+    """Inside a ``train.py`` run (``+callbacks.step_times._target_=harness.StepTimes``): writes the wall time of every
+    training step and every training epoch (seconds) to ``path`` as ``{"steps": [...], "epochs": [...]}`` when the
+    fit ends."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.steps, self.epochs = Path(path), [], []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._epoch = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.epochs.append(time.perf_counter() - self._epoch)
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        self.steps.append(time.perf_counter() - self._start)
+
+    def on_fit_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.path.write_text(json.dumps({"steps": self.steps, "epochs": self.epochs}))
+
+
+def train_run(root: Path, *overrides: str) -> tuple[dict, float, list[float], list[float]]:
+    """``python train.py`` rooted in ``root`` (data, store, run dir) with ``overrides``, timed by ``StepTimes``.
+
+    Returns its metrics.json, the wall time (s), the step times and the training-epoch times (s); a failed run
+    exits with its stderr's tail.
+    """
+    times = root / "steps.json"
+    command = [sys.executable, str(REPO / "train.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
+    command += [*overrides, f"hydra.run.dir={root / 'run'}"]
+    command += ["+callbacks.step_times._target_=harness.StepTimes", f"+callbacks.step_times.path={times}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "bench"), os.environ.get("PYTHONPATH", "")])}
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"train.py {' '.join(overrides)} failed:\n{result.stderr[-3000:]}")
+    wall = time.perf_counter() - start
+    timed = json.loads(times.read_text())
+    return json.loads((root / "run" / "metrics.json").read_text()), wall, timed["steps"], timed["epochs"]

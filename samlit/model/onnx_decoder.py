@@ -13,7 +13,8 @@ Inputs (``N`` points, dynamic; ``H x W`` the image-embedding grid, 64 x 64 for e
 - ``image_embeddings`` (1, 256, H, W) float: the image encoder's output.
 - ``point_coords`` (1, N, 2) float: xy in the 1024-long-side input frame (``SamPredictor.transform.apply_coords``).
 - ``point_labels`` (1, N) float: 1 foreground, 0 background, 2 / 3 box top-left / bottom-right, -1 padding.
-- ``mask_input`` (1, 1, 4H, 4W) float and ``has_mask_input`` (1,) float: a previous low-res mask, or zeros and 0.
+- ``mask_input`` (1, 1, 4H, 4W) float and ``has_mask_input`` (1,) float: the mask prompt, low-res logits of an
+  earlier prediction (its ``low_res_masks``, ``SamPredictor.predict``'s ``mask_input``) and 1, or zeros and 0.
 - ``orig_im_size`` (2,) float: the original image's (h, w).
 
 Outputs: ``masks`` (1, 1, h, w) logits at the original size (> 0 is the mask), ``iou_predictions`` (1, 1),
@@ -23,6 +24,9 @@ A box alone is ``[[x0, y0], [x1, y1]]`` labelled ``[2, 3]`` with no padding poin
 only prompts without a box, so this is exactly ``SamPredictor.predict(box=..., multimask_output=False)``.
 Points alone get a padding point ``(0, 0)`` labelled -1 appended, as in segment-anything's ONNX notebook. Tools
 that pad a box too (AnyLabeling) still get mask token 0, of a prompt with one more token than SamPredictor's.
+Corrective clicks are points (labels 1 / 0) before the box's two corners, with the previous ``low_res_masks`` as
+``mask_input``: ``SamPredictor.predict(point_coords, point_labels, box, mask_input, multimask_output=False)``
+(``onnx_inputs`` builds that feed; ``samlit.run.onnx_export.verify_onnx`` checks it before a file is written).
 """
 
 from __future__ import annotations
@@ -124,18 +128,29 @@ def onnx_inputs(
     box: np.ndarray | None = None,
     points: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    mask_input: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The ONNX model's feed for one prompt, as labeling tools build it.
+    """The ONNX model's feed for one prompt, as labeling tools build it: what ``SamPredictor.predict(point_coords,
+    point_labels, box, mask_input, multimask_output=False)`` takes, in the model's input names.
 
     Args:
         embedding: (1, 256, H, W) float32 image embedding.
         original_size: the image's (h, w); ``box`` (4,) xyxy and ``points`` (P, 2) xy are in its pixels,
-            ``labels`` (P,) 1 / 0.
+            ``labels`` (P,) 1 positive / 0 negative. Points come first, then the box's corners (labels 2, 3), as
+            SAM's prompt encoder orders them; without a box a padding point (0, 0) labelled -1 is appended.
         image_size: the model's input frame (``sam.image_encoder.img_size``, 1024).
+        mask_input: optional low-res logits of an earlier prediction in this image's frame (SamPredictor's
+            ``low_res_masks``), (4H, 4W), (1, 4H, 4W) or (1, 1, 4H, 4W) float; fed with ``has_mask_input`` 1.
+            None: zeros and ``has_mask_input`` 0.
+
+    Raises:
+        ValueError: ``points`` without ``labels`` (or counts that differ), a ``mask_input`` of another size.
     """
     coords, tags = np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
     if points is not None:
         coords, tags = np.asarray(points, np.float32).reshape(-1, 2), np.asarray(labels, np.float32).reshape(-1)
+        if len(coords) != len(tags):
+            raise ValueError(f"{len(coords)} points but {len(tags)} labels: one label (1 / 0) per point")
     if box is not None:
         coords = np.concatenate([coords, np.asarray(box, np.float32).reshape(2, 2)])
         tags = np.concatenate([tags, np.array([2.0, 3.0], np.float32)])
@@ -144,11 +159,18 @@ def onnx_inputs(
         tags = np.concatenate([tags, np.array([-1.0], np.float32)])
     coords = ResizeLongestSide(image_size).apply_coords(coords, original_size).astype(np.float32)
     mask_h, mask_w = (4 * s for s in embedding.shape[-2:])
+    if mask_input is None:
+        mask, has_mask = np.zeros((1, 1, mask_h, mask_w), np.float32), np.zeros(1, np.float32)
+    else:
+        mask = np.asarray(mask_input, np.float32)
+        if mask.shape[-2:] != (mask_h, mask_w) or mask.size != mask_h * mask_w:
+            raise ValueError(f"mask_input is {mask.shape}, not ({mask_h}, {mask_w}) low-res logits of one prompt")
+        mask, has_mask = mask.reshape(1, 1, mask_h, mask_w), np.ones(1, np.float32)
     return {
         "image_embeddings": np.asarray(embedding, np.float32),
         "point_coords": coords[None],
         "point_labels": tags[None],
-        "mask_input": np.zeros((1, 1, mask_h, mask_w), np.float32),
-        "has_mask_input": np.zeros(1, np.float32),
+        "mask_input": mask,
+        "has_mask_input": has_mask,
         "orig_im_size": np.array(original_size, np.float32),
     }

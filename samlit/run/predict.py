@@ -1,39 +1,68 @@
-"""``python predict.py``: stamp masks for box prompts on new images, with any SAM weights (Meta's, a run's
-export, or official weights + ``model.decoder_weights``).
+"""``python predict.py``: stamp masks for prompts on new images (boxes, clicks, an earlier mask), with any SAM
+weights (Meta's, a run's export, or official weights + ``model.decoder_weights``).
 
     python predict.py model=vit_b model.weights=<pth> image=scan.png box=[x0,y0,x1,y1]
     python predict.py ... image=scan.png box=[[x0,y0,x1,y1],[...]]
+    python predict.py ... image=scan.png box=[x0,y0,x1,y1] points=[[x,y],[x,y]] labels=[1,0]   # box + clicks
+    python predict.py ... image=scan.png box=[[...],[...]] points=[[[x,y]],[]] labels=[[1],[]]  # clicks per box
+    python predict.py ... image=scan.png points=[[x,y]] labels=[1]                             # clicks alone
+    python predict.py ... image=scan.png box=[...] points=[[x,y]] labels=[0] mask_input=<out>/scan_low_res_logits.npy
     python predict.py ... image=<folder> boxes=<boxes.json>        # {"scan.png": [[x0,y0,x1,y1], ...], ...}
+    python predict.py ... image=<folder> boxes=<boxes.json> mask_input=<an earlier output folder>
     python predict.py ... data.crop=box data.crop_margin=0.1       # each box through its own crop
+
+Prompts (all in the image's pixels). ``points`` are ``[x, y]`` inside the image, ``labels`` one per point: 1 on
+the stamp (positive), 0 off it (negative). With one box (or none) ``points=`` is that instance's list; with several
+boxes it is a list per box, in the boxes' order (``[]`` for a box without clicks). Without ``box=`` the points
+prompt alone: one instance (or one per list, given a list per instance); whole-image frame only, since
+``data.crop=box`` crops around a box. In the ``boxes=`` JSON an instance is a box ``[x0,y0,x1,y1]`` or an object
+``{"box": [...], "points": [[x,y], ...], "labels": [1, 0, ...]}`` (``box`` or ``points`` may be left out, not
+both); the two forms mix freely. Bad prompts are one line naming the key (or the JSON file, image and instance)
+and the fix, before the model is built.
+
+``mask_input`` is SAM's mask prompt: the low-res logits of an earlier prediction, ``<stem>_low_res_logits.npy``
+as this command writes it ((N, 256, 256) float32, row i instance i), given as that file (``image=<file>``) or the
+folder holding one per image (an earlier ``output=``). A row lives in the frame that made it (the whole image's,
+or with ``data.crop=box`` its instance's crop, fixed by the box and margin): pass the same boxes, in the same
+order, and frame. A corrective click: run with the box, then again with the box, the click and
+``mask_input=`` the first run's logits.
 
 The frame (``data.crop``, ``data.crop_margin``, the keys train.py and eval.py take; ``crop=`` / ``crop_margin=``
 also work) defaults to the one of the run that wrote the weights, else the whole image.
 
-Writes ``<stem>_mask_<i>.png`` (255 = stamp, the image's size), ``<stem>_overlay.png`` (image, masks, boxes)
-and ``predictions.json`` into the run dir (or ``output=``). The masks are what ``SamPredictor`` gives for the
-same weights, image and box (``tests/run/test_predict.py`` checks it).
+Writes ``<stem>_mask_<i>.png`` (255 = stamp, the image's size), ``<stem>_low_res_logits.npy`` (the decoder's
+logits, for a later ``mask_input=``), ``<stem>_overlay.png`` (image, masks, boxes, clicks: green positive, red
+negative) and ``predictions.json`` (a row per instance: ``image``, ``box`` (null: points alone), ``points``,
+``labels``, ``mask``, ``predicted_iou``, ``low_res_logits`` (the file; row ``instance`` of it) and ``crop_window``
+(the crop those logits live in; null: the whole image)) into the run dir (or ``output=``); nothing is overwritten.
+The masks are what stock ``SamPredictor.predict(point_coords, point_labels, box, mask_input,
+multimask_output=False)`` gives for the same weights, image and prompts (with ``data.crop=box``: on each
+instance's crop, pasted back; ``tests/run/test_predict.py`` checks both).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.core.images import IMAGE_SUFFIXES, read_rgb, write_png
-from samlit.data.frame import check_crop, crop_box, paste, to_sam_frame
+from samlit.data.frame import LOW_RES, CropBox, check_crop, crop_box, frame_image, paste
 from samlit.data.prompts import clip_boxes
-from samlit.data.sample import InstanceSample
 from samlit.model.hq import sam_token_while_fresh
 from samlit.model.sam import decode_prompts, encode_features
 from samlit.run.figures import PRED_COLOUR, overlay
@@ -41,48 +70,220 @@ from samlit.run.rundir import follow_run_model, run_frame
 
 log = logging.getLogger(__name__)
 FRAME_KEYS = ("crop", "crop_margin")
+LOW_RES_SUFFIX = "_low_res_logits.npy"  # <stem>_low_res_logits.npy: an image's logits, a later mask_input=
+INSTANCE_KEYS = ("box", "points", "labels")  # an instance object of the boxes= JSON
+INSTANCE_FORM = '{"box": [x0,y0,x1,y1], "points": [[x,y], ...], "labels": [1, 0, ...]}'
+CLICK_COLOURS = {1: (0, 200, 0), 0: (230, 0, 0)}  # RGB: positive green, negative red (SAM's notebooks), white ring
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One instance's prompts in its image's pixels: what ``SamPredictor.predict`` takes for it.
+
+    Attributes:
+        box: (4,) float32 xyxy, or None (the points alone).
+        points: (P, 2) float32 xy, P >= 0 (at least one without a box).
+        labels: (P,) int64, 1 positive (on the stamp) / 0 negative.
+    """
+
+    box: np.ndarray | None
+    points: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """``predict_prompts``' output for an image of N instances.
+
+    Attributes:
+        masks: (N, H, W) bool at the image's size.
+        iou: (N,) float32, the decoder's predicted IoU.
+        low_res_logits: (N, 256, 256) float32, the decoder's logits, row i in the frame ``windows[i]`` (what a
+            later ``mask_input`` takes).
+        windows: per instance its crop ``(x0, y0, x1, y1)`` in image pixels (``crop="box"``), or None (the whole
+            image is the frame).
+    """
+
+    masks: np.ndarray
+    iou: np.ndarray
+    low_res_logits: np.ndarray
+    windows: list[CropBox | None]
+
+
+def as_prompts(boxes: Any, points: Any = None, labels: Any = None) -> list[Prompt]:
+    """Arrays as ``predict_masks`` takes them -> one ``Prompt`` per instance.
+
+    Args:
+        boxes: (N, 4) xyxy, or None (every instance by its points alone), or a sequence of N (4,) boxes / None.
+        points: None, (N, P, 2) xy, or a sequence of N (P_i, 2) arrays (P_i may differ, and be 0 beside a box).
+        labels: like ``points``: (N, P) or N (P_i,) arrays of 1 / 0.
+
+    Raises:
+        ValueError: counts or shapes that do not fit, labels other than 0 / 1, an instance with no prompt.
+    """
+    if boxes is not None and not (isinstance(boxes, list | tuple) and any(box is None for box in boxes)):
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)  # one box (4,) is one instance
+    if points is None and labels is None:
+        if boxes is None:
+            raise ValueError("no prompt: give boxes, or points and labels")
+        points = labels = [None] * len(boxes)
+    if points is None or labels is None or len(points) != len(labels):
+        raise ValueError("points and labels go together: one (P_i, 2) and one (P_i,) array per instance")
+    boxes = [None] * len(points) if boxes is None else boxes
+    if len(boxes) != len(points):
+        raise ValueError(f"{len(boxes)} boxes but points for {len(points)} instances")
+    prompts = []
+    for i, (box, coords, tags) in enumerate(zip(boxes, points, labels, strict=True)):
+        coords = np.zeros((0, 2), np.float32) if coords is None else np.asarray(coords, np.float32).reshape(-1, 2)
+        tags = np.zeros(0, np.int64) if tags is None else np.asarray(tags).reshape(-1)
+        if len(coords) != len(tags) or not np.isin(tags, (0, 1)).all():
+            raise ValueError(f"instance {i}: {len(coords)} points need as many labels, each 1 or 0, got {tags}")
+        if box is None and not len(coords):
+            raise ValueError(f"instance {i}: no box and no points")
+        box = None if box is None else np.asarray(box, np.float32).reshape(4)
+        prompts.append(Prompt(box=box, points=coords, labels=tags.astype(np.int64)))
+    return prompts
 
 
 @torch.no_grad()
 def predict_masks(
     sam: Sam,
     image: np.ndarray,
-    boxes: np.ndarray,
+    boxes: Any = None,
     *,
+    points: Any = None,
+    labels: Any = None,
+    mask_input: np.ndarray | torch.Tensor | None = None,
     mask_threshold: float = 0.0,
     crop: str = "none",
     crop_margin: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Masks for ``boxes`` (N, 4) xyxy pixels on ``image`` (H, W, 3) uint8 RGB: the path training uses
-    (``to_sam_frame``, frozen encoder, decoder, ``postprocess_masks``). With ``crop="box"`` each box is seen
-    through its own crop (one encoder pass per box) and its mask pasted back. Returns (N, H, W) bool and the
-    decoder's predicted IoU (N,)."""
+    """Masks for N instances' prompts on ``image`` (H, W, 3) uint8 RGB: the path training uses (SAM's resize, frozen
+    encoder, ``decode_prompts``, ``postprocess_masks``), equal to stock ``SamPredictor.predict(point_coords,
+    point_labels, box, mask_input, multimask_output=False)`` per instance.
+
+    Args:
+        boxes: (N, 4) xyxy pixels; None or None rows: instances prompted by points alone (``crop="none"`` only).
+        points, labels: optional clicks in pixels, (N, P, 2) and (N, P) or per instance (P_i, 2) and (P_i,) arrays
+            (``as_prompts``); label 1 positive, 0 negative.
+        mask_input: optional (N, 256, 256) float low-res logits of an earlier prediction, row i in instance i's
+            frame (the whole image; with ``crop="box"`` its crop), as ``predict_prompts`` returns them.
+        crop: ``none`` (the image is SAM's frame) or ``box`` (each instance seen through the crop of its box with
+            ``crop_margin``, one encoder pass per instance, its mask pasted back).
+
+    Returns:
+        (N, H, W) bool masks and the decoder's predicted IoU (N,).
+    """
+    predicted = predict_prompts(
+        sam,
+        image,
+        as_prompts(boxes, points, labels),
+        mask_input=mask_input,
+        mask_threshold=mask_threshold,
+        crop=crop,
+        crop_margin=crop_margin,
+    )
+    return predicted.masks, predicted.iou
+
+
+@torch.no_grad()
+def predict_prompts(
+    sam: Sam,
+    image: np.ndarray,
+    prompts: list[Prompt],
+    *,
+    mask_input: np.ndarray | torch.Tensor | None = None,
+    mask_threshold: float = 0.0,
+    crop: str = "none",
+    crop_margin: float = 0.1,
+) -> Predicted:
+    """``predict_masks`` for ``Prompt`` s, with the low-res logits and each instance's frame.
+
+    Raises:
+        SamlitError: ``crop="box"`` and an instance without a box.
+        ValueError: ``mask_input`` not (N, 256, 256) (or SamPredictor's (N, 1, 256, 256)).
+    """
     check_crop(crop, crop_margin)
+    logits_in = None
+    if mask_input is not None:
+        logits_in = torch.as_tensor(mask_input).detach().float().cpu()
+        logits_in = logits_in[:, 0] if logits_in.ndim == 4 and logits_in.shape[1] == 1 else logits_in
+        expected = (len(prompts), *sam.prompt_encoder.mask_input_size)
+        if tuple(logits_in.shape) != expected:
+            raise ValueError(f"mask_input is {tuple(mask_input.shape)}, not {expected} (one row per instance)")
+    if not prompts:
+        size = sam.prompt_encoder.mask_input_size
+        empty = np.zeros((0, *image.shape[:2]), bool), np.zeros(0, np.float32), np.zeros((0, *size), np.float32)
+        return Predicted(*empty, windows=[])
     if crop == "none":
-        return _predict_frame(sam, image, boxes, mask_threshold=mask_threshold)
-    masks, scores = [], []
-    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
-        window = crop_box(box, margin=crop_margin, image_size=image.shape[:2])
+        masks, iou, logits = _predict_frame(sam, image, prompts, mask_input=logits_in, mask_threshold=mask_threshold)
+        return Predicted(masks=masks, iou=iou, low_res_logits=logits, windows=[None] * len(prompts))
+    alone = [i for i, prompt in enumerate(prompts) if prompt.box is None]
+    if alone:
+        raise SamlitError(
+            f"instance {alone[0]} has points but no box, and data.crop=box crops around each box: give it a box, or "
+            "pass data.crop=none"
+        )
+    masks, ious, logits, windows = [], [], [], []
+    for i, prompt in enumerate(prompts):
+        window = crop_box(prompt.box, margin=crop_margin, image_size=image.shape[:2])
         x0, y0, x1, y1 = window
-        shifted = (box - np.array([x0, y0, x0, y0], np.float32))[None]
-        mask, score = _predict_frame(sam, image[y0:y1, x0:x1], shifted, mask_threshold=mask_threshold)
+        origin = np.array([x0, y0], np.float32)
+        beyond = (prompt.points < origin) | (prompt.points > np.array([x1, y1], np.float32))
+        if beyond.any():
+            log.warning(
+                "instance %d: click %s lies outside its crop %s (data.crop=box): SAM sees it beyond the crop's edge",
+                i, prompt.points[beyond.any(axis=1)][0].tolist(), list(window),
+            )  # fmt: skip
+        shifted = Prompt(box=prompt.box - np.tile(origin, 2), points=prompt.points - origin, labels=prompt.labels)
+        mask, iou, logit = _predict_frame(
+            sam,
+            image[y0:y1, x0:x1],
+            [shifted],
+            mask_input=None if logits_in is None else logits_in[i : i + 1],
+            mask_threshold=mask_threshold,
+        )
         masks.append(paste(mask, window, image_size=image.shape[:2]))
-        scores.append(score)
-    return np.concatenate(masks), np.concatenate(scores)
+        ious.append(iou)
+        logits.append(logit)
+        windows.append(window)
+    return Predicted(
+        masks=np.concatenate(masks), iou=np.concatenate(ious), low_res_logits=np.concatenate(logits), windows=windows
+    )
 
 
 def _predict_frame(
-    sam: Sam, image: np.ndarray, boxes: np.ndarray, *, mask_threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """``predict_masks`` with ``image`` (a page or a crop) as SAM's frame."""
+    sam: Sam, image: np.ndarray, prompts: list[Prompt], *, mask_input: torch.Tensor | None, mask_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``predict_prompts`` with ``image`` (a page or a crop) as SAM's frame: (N, H, W) bool masks, (N,) IoU and
+    (N, 256, 256) low-res logits. Prompts go through the decoder together when they have the same kinds and number
+    of tokens (box or not, P points): padding would add a token stock ``SamPredictor`` does not have."""
     device = next(sam.parameters()).device
-    height, width = image.shape[:2]
-    sample = InstanceSample(key="", image=image, masks=np.zeros((0, height, width), bool), boxes=boxes)
-    group = to_sam_frame(sample, boxes=np.asarray(boxes, np.float32))
-    features = encode_features(sam, group["image"])  # HQ mode: with the early ViT feature
-    logits, iou = decode_prompts(sam, boxes=group["boxes"].to(device), **features)
-    full = sam.postprocess_masks(logits[:, None], group["input_size"], group["original_size"])[:, 0]
-    return (full > mask_threshold).cpu().numpy(), iou.cpu().numpy()
+    original_size = (int(image.shape[0]), int(image.shape[1]))
+    target = sam.image_encoder.img_size
+    pixels = frame_image(image, target_length=target)  # SamPredictor.set_image's resize
+    input_size = (int(pixels.shape[1]), int(pixels.shape[2]))
+    resize = ResizeLongestSide(target)  # the prompts' resize, as SamPredictor.predict does it
+    features = encode_features(sam, pixels)  # HQ mode: with the early ViT feature
+    groups: dict[tuple[bool, int], list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault((prompt.box is not None, len(prompt.points)), []).append(i)
+    logits = torch.zeros(len(prompts), *sam.prompt_encoder.mask_input_size, device=device)
+    iou = torch.zeros(len(prompts), device=device)
+    for (has_box, count), rows in groups.items():
+        chosen = [prompts[i] for i in rows]
+        boxes = points = None
+        if has_box:
+            boxes = resize.apply_boxes(np.stack([p.box for p in chosen]), original_size)
+            boxes = torch.as_tensor(boxes, dtype=torch.float, device=device)
+        if count:
+            coords = resize.apply_coords(np.stack([p.points for p in chosen]), original_size)
+            tags = np.stack([p.labels for p in chosen])
+            points = (torch.as_tensor(coords, dtype=torch.float, device=device), torch.as_tensor(tags, device=device))
+        masks_in = None if mask_input is None else mask_input[rows].to(device)
+        logits[rows], iou[rows] = decode_prompts(sam, boxes=boxes, points=points, mask_input=masks_in, **features)
+    full = sam.postprocess_masks(logits[:, None], input_size, original_size)[:, 0]
+    return (full > mask_threshold).cpu().numpy(), iou.cpu().numpy(), logits.float().cpu().numpy()
 
 
 def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np.ndarray:
@@ -109,21 +310,180 @@ def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np
     return clipped
 
 
+def checked_clicks(
+    points: Any, labels: Any, *, image_size: tuple[int, int], source: str, keys: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One instance's clicks: (P, 2) float32 xy inside the image and (P,) int64 labels 1 / 0 (both empty when
+    neither is given). ``keys`` name the two settings in messages (``points=`` / ``"points"``).
+
+    Raises:
+        SamlitError: one line naming ``source`` and the key: points without labels or the reverse, a point that is
+            not two finite numbers or lies outside the image, a label other than 1 / 0, counts that differ.
+    """
+    points_key, labels_key = keys
+    if points is None and labels is None:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    if labels is None:
+        raise SamlitError(
+            f"{source}: {points_key} needs {labels_key}: one label per point, 1 (on the stamp) or 0 (off it), "
+            "e.g. [1, 0]"
+        )
+    if points is None:
+        raise SamlitError(f"{source}: {labels_key} without {points_key}: give the points [[x,y], ...] they label")
+    try:
+        coords = np.asarray(points, dtype=np.float32)
+        tags = np.asarray(labels, dtype=np.float32)
+    except (TypeError, ValueError):
+        coords = tags = np.full(1, np.nan, np.float32)  # reported below, naming what is wrong
+    coords = coords.reshape(0, 2) if coords.size == 0 else coords
+    coords = coords[None] if coords.shape == (2,) else coords  # one point, [x,y] (labels 1 or [1])
+    tags = tags.reshape(1) if tags.ndim == 0 else tags
+    if coords.ndim != 2 or coords.shape[1] != 2 or not np.isfinite(coords).all():
+        raise SamlitError(
+            f"{source}: {points_key} is a list of points [[x,y], ...] (two finite numbers each, pixels), got {points!r}"
+        )
+    if tags.ndim != 1 or not np.isin(tags, (0, 1)).all():
+        raise SamlitError(
+            f"{source}: {labels_key} is a list of labels, 1 (positive: on the stamp) or 0 (negative), got {labels!r}"
+        )
+    if len(coords) != len(tags):
+        raise SamlitError(
+            f"{source}: {len(coords)} point(s) in {points_key} but {len(tags)} label(s) in {labels_key}: give one "
+            "label per point (1 positive, 0 negative)"
+        )
+    height, width = image_size
+    outside = (coords[:, 0] < 0) | (coords[:, 0] > width) | (coords[:, 1] < 0) | (coords[:, 1] > height)
+    if outside.any():
+        raise SamlitError(
+            f"{source}: point {coords[outside][0].tolist()} lies outside the {width}x{height} image (points are "
+            "[x,y] in its pixels)"
+        )
+    return coords, tags.astype(np.int64)
+
+
+class Given(NamedTuple):
+    """``box=``, ``points=``, ``labels=`` as given for ``image=<file>`` (plain values, None when not given)."""
+
+    box: Any
+    points: Any
+    labels: Any
+
+
+def _plain(value: Any) -> Any:
+    """A config value as plain Python (lists, numbers); JSON text (a quoted list) read as JSON."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value)
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _per_instance(points: Any) -> bool:
+    """Whether ``points`` is a list of point lists (one per instance) rather than one instance's ``[[x,y], ...]``."""
+    return isinstance(points, list) and any(
+        isinstance(item, list) and (not item or any(isinstance(v, list) for v in item)) for item in points
+    )
+
+
+def given_prompts(given: Given, *, image_size: tuple[int, int], source: str) -> list[Prompt]:
+    """The prompts of ``box=`` / ``points=`` / ``labels=``: with one box or none, ``points`` is one instance's
+    list; with several boxes (or for several point-only instances) a list per instance."""
+    boxes = [] if given.box is None else list(checked_boxes(given.box, image_size=image_size, source=source))
+    points, labels = given.points, given.labels
+    if points is None and labels is None:
+        return [Prompt(box=b, points=np.zeros((0, 2), np.float32), labels=np.zeros(0, np.int64)) for b in boxes]
+    if isinstance(points, list) and _per_instance(points):
+        if not isinstance(labels, list) or len(labels) != len(points) or not all(isinstance(t, list) for t in labels):
+            raise SamlitError(
+                f"{source}: points= holds {len(points)} lists (one per instance), so labels= needs as many: "
+                "labels=[[1,...],[0,...]]"
+            )
+        if boxes and len(points) != len(boxes):
+            raise SamlitError(
+                f"{source}: points= holds {len(points)} lists for {len(boxes)} boxes: give one list per box, in the "
+                "boxes' order ([] for a box without clicks)"
+            )
+    elif len(boxes) > 1:
+        raise SamlitError(
+            f"{source}: with {len(boxes)} boxes, points= and labels= go per box: points=[[[x,y],...],[[x,y],...]] "
+            "labels=[[1,...],[0,...]] ([] for a box without clicks)"
+        )
+    else:
+        points, labels = [points], [labels]
+    boxes = boxes or [None] * len(points)
+    prompts = []
+    for i, (box, coords, tags) in enumerate(zip(boxes, points, labels, strict=True)):
+        where = source if len(points) == 1 else f"{source} instance {i}"
+        coords, tags = checked_clicks(coords, tags, image_size=image_size, source=where, keys=("points=", "labels="))
+        if box is None and not len(coords):
+            raise SamlitError(f"{where}: no box and no points: give points=[[x,y],...] labels=[1,...], or a box=")
+        prompts.append(Prompt(box=box, points=coords, labels=tags))
+    return prompts
+
+
+def table_prompts(raw: Any, *, image_size: tuple[int, int], source: str) -> list[Prompt]:
+    """The prompts of one image in the ``boxes=`` JSON: a list whose items are boxes ``[x0,y0,x1,y1]`` or instance
+    objects (``INSTANCE_FORM``, ``box`` or ``points`` left out at will, not both); one box or one object alone is
+    read too."""
+    entries = raw
+    if isinstance(raw, dict | str) or (isinstance(raw, list) and raw and not isinstance(raw[0], list | dict | str)):
+        entries = [raw]
+    if not isinstance(entries, list) or not entries:
+        raise SamlitError(f"{source}: give a list of instances, each [x0,y0,x1,y1] or {INSTANCE_FORM}; got {raw!r}")
+    prompts = []
+    for i, entry in enumerate(entries):
+        where = f"{source} instance {i}"
+        box, points, labels = (
+            (entry.get(key) for key in INSTANCE_KEYS) if isinstance(entry, dict) else (entry, None, None)
+        )
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - set(INSTANCE_KEYS))
+            if unknown:
+                raise SamlitError(f"{where}: unknown key {unknown[0]!r}; an instance is {INSTANCE_FORM}")
+            if box is None and points is None:
+                raise SamlitError(f"{where}: no box and no points; an instance is {INSTANCE_FORM}")
+        if box is not None:
+            boxes = checked_boxes(box, image_size=image_size, source=where)
+            if len(boxes) != 1:
+                raise SamlitError(f"{where}: one box per instance, [x0,y0,x1,y1], got {box!r}")
+            box = boxes[0]
+        coords, tags = checked_clicks(
+            points, labels, image_size=image_size, source=where, keys=('"points"', '"labels"')
+        )
+        prompts.append(Prompt(box=box, points=coords, labels=tags))
+    return prompts
+
+
 def jobs(cfg: DictConfig) -> list[tuple[Path, Any]]:
-    """(image path, boxes) pairs from ``image`` + ``box`` or ``image`` (folder) + ``boxes`` (JSON file)."""
+    """(image path, its prompts as given) pairs: ``image`` (file) + ``box`` / ``points`` / ``labels`` (a ``Given``),
+    or ``image`` (folder) + ``boxes`` (JSON file: the image's entry)."""
     image = Path(str(cfg.image)).expanduser()
+    points, labels = _plain(cfg.get("points")), _plain(cfg.get("labels"))
     if image.is_file():
-        if cfg.box is None:
-            raise SamlitError(f"image={image}: pass box=[x0,y0,x1,y1] (or a list of boxes)")
-        return [(image, OmegaConf.to_container(cfg.box) if OmegaConf.is_config(cfg.box) else cfg.box)]
+        if cfg.box is None and points is None and labels is None:
+            raise SamlitError(
+                f"image={image}: pass box=[x0,y0,x1,y1] (or a list of boxes) and/or clicks points=[[x,y],...] "
+                "labels=[1,...]"
+            )
+        return [(image, Given(box=_plain(cfg.box), points=points, labels=labels))]
     if not image.is_dir():
         raise SamlitError(f"image={image}: no such file or folder")
+    if points is not None or labels is not None:
+        raise SamlitError(
+            f"image={image} is a folder: points= / labels= are for image=<file>; give each image's clicks in the "
+            f'boxes= JSON: {{"scan.png": [{INSTANCE_FORM}, ...]}}'
+        )
     if cfg.boxes is None or not Path(cfg.boxes).is_file():
         raise SamlitError(f"image={image} is a folder: pass boxes=<JSON file> mapping image names to box lists")
     try:
         table = json.loads(Path(cfg.boxes).read_text())
     except ValueError as error:
         raise SamlitError(f"boxes={cfg.boxes}: not valid JSON ({error})") from None
+    if not isinstance(table, dict):
+        raise SamlitError(f'boxes={cfg.boxes}: an object mapping image names to instances, e.g. {{"scan.png": [...]}}')
     files = sorted(p for p in image.iterdir() if p.is_file())
     found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.name in table]
     if not found:
@@ -140,12 +500,71 @@ def jobs(cfg: DictConfig) -> list[tuple[Path, Any]]:
     return [(path, table[path.name]) for path in found]
 
 
-def check_outputs(todo: list[tuple[Path, np.ndarray]], out_dir: Path) -> None:
+def checked_prompts(path: Path, raw: Any, *, boxes_file: Any) -> list[Prompt]:
+    """The prompts of one job of ``jobs``, checked against its image's size (``SamlitError`` naming the key)."""
+    size = read_rgb(path).shape[:2]
+    if isinstance(raw, Given):
+        return given_prompts(raw, image_size=size, source=str(path))
+    return table_prompts(raw, image_size=size, source=f'boxes={boxes_file} "{path.name}"')
+
+
+def read_mask_input(path: Path, *, count: int) -> np.ndarray:
+    """(count, 256, 256) float32 low-res logits from a ``.npy`` file (SamPredictor's (count, 1, 256, 256) is read
+    too). SamlitError naming the file and the expected shape when it is not that."""
+    expected = (
+        f"({count}, {LOW_RES}, {LOW_RES}) float logits, one row per instance (the <stem>{LOW_RES_SUFFIX} "
+        "predict.py writes)"
+    )
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        array = None
+    if not isinstance(array, np.ndarray):
+        raise SamlitError(f"mask_input={path}: not a NumPy .npy file; expected {expected}")
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.shape != (count, LOW_RES, LOW_RES):
+        raise SamlitError(f"mask_input={path}: shape {array.shape}, expected {expected}")
+    if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+        raise SamlitError(
+            f"mask_input={path}: {array.dtype} values{'' if np.isfinite(array).all() else ' (not all finite)'}, "
+            f"expected {expected}: logits, not a 0/1 mask"
+        )
+    return array.astype(np.float32)
+
+
+def mask_inputs(given: Any, todo: list[tuple[Path, list[Prompt]]]) -> list[np.ndarray | None]:
+    """Per job its mask prompt (``read_mask_input``) from ``mask_input=``: a ``.npy`` file (one image) or a folder
+    holding ``<stem>_low_res_logits.npy`` for every image; None when not given."""
+    if given is None:
+        return [None] * len(todo)
+    path = Path(str(given)).expanduser()
+    if path.is_dir():
+        files = [path / f"{image.stem}{LOW_RES_SUFFIX}" for image, _ in todo]
+        for (image, _), file in zip(todo, files, strict=True):
+            if not file.is_file():
+                raise SamlitError(
+                    f"mask_input={path} holds no {file.name} for {image}: a mask-input folder holds "
+                    f"<stem>{LOW_RES_SUFFIX} per image (an earlier predict.py output=)"
+                )
+    elif path.is_file():
+        if len(todo) != 1:
+            raise SamlitError(
+                f"mask_input={path} is one image's logits, for {len(todo)} images: pass the folder holding "
+                f"<stem>{LOW_RES_SUFFIX} per image (an earlier predict.py output=)"
+            )
+        files = [path]
+    else:
+        raise SamlitError(f"mask_input={path}: no such file or folder")
+    return [read_mask_input(file, count=len(prompts)) for file, (_, prompts) in zip(files, todo, strict=True)]
+
+
+def check_outputs(todo: list[tuple[Path, Any]], out_dir: Path) -> None:
     """One line, before any work, if two images share a stem (their ``<stem>_mask_<i>.png`` would overwrite each
     other) or ``out_dir`` already holds a file this run would write (an earlier run's: nothing is overwritten)."""
     stems: dict[str, Path] = {}
     planned = [out_dir / "predictions.json"]
-    for path, boxes in todo:
+    for path, prompts in todo:
         if path.stem in stems:
             raise SamlitError(
                 f"{stems[path.stem]} and {path} share the name {path.stem!r}: their masks would overwrite each "
@@ -153,8 +572,9 @@ def check_outputs(todo: list[tuple[Path, np.ndarray]], out_dir: Path) -> None:
             )
         stems[path.stem] = path
         planned += [
-            out_dir / f"{path.stem}_{kind}.png" for kind in ("overlay", *(f"mask_{i}" for i in range(len(boxes))))
+            out_dir / f"{path.stem}_{kind}.png" for kind in ("overlay", *(f"mask_{i}" for i in range(len(prompts))))
         ]
+        planned.append(out_dir / f"{path.stem}{LOW_RES_SUFFIX}")
     existing = [p for p in planned if p.exists()]
     if existing:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
@@ -192,11 +612,18 @@ def chosen_frame(cfg: DictConfig) -> dict[str, Any]:
 
 def main(cfg: DictConfig) -> list[dict[str, Any]]:
     out_dir = Path(cfg.output or cfg.paths.output_dir).expanduser()
-    todo = [  # every input checked before the model is built
-        (path, checked_boxes(raw, image_size=read_rgb(path).shape[:2], source=str(path))) for path, raw in jobs(cfg)
-    ]
-    check_outputs(todo, out_dir)
+    todo = [(path, checked_prompts(path, raw, boxes_file=cfg.boxes)) for path, raw in jobs(cfg)]  # before the model
     frame = chosen_frame(cfg)
+    if frame["crop"] == "box":
+        for path, prompts in todo:
+            alone = [i for i, p in enumerate(prompts) if p.box is None]
+            if alone:
+                raise SamlitError(
+                    f"{path}: instance {alone[0]} has points but no box, and data.crop=box crops around each box: "
+                    "give it a box, or pass data.crop=none"
+                )
+    logits_in = mask_inputs(cfg.get("mask_input"), todo)
+    check_outputs(todo, out_dir)
     log.info("frame: %s", f"box crops (margin {frame['crop_margin']})" if frame["crop"] == "box" else "whole image")
     follow_run_model(cfg.model, given=list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
     sam = instantiate(cfg.model)
@@ -205,25 +632,62 @@ def main(cfg: DictConfig) -> list[dict[str, Any]]:
     with sam_token_while_fresh(sam.mask_decoder) as sam_decoder:
         if sam_decoder:
             log.warning("model.hq=true without HQ weights: the HQ token is untrained, so SAM's own decoder predicts")
-        results = predict_all(sam, todo, out_dir=out_dir, mask_threshold=cfg.mask_threshold, frame=frame)
+        results = predict_all(
+            sam, todo, out_dir=out_dir, mask_threshold=cfg.mask_threshold, frame=frame, mask_inputs=logits_in
+        )
     atomic.write_text(out_dir / "predictions.json", json.dumps(results, indent=2) + "\n")
     print(f"{len(results)} mask(s) for {len(todo)} image(s) in {out_dir}")
     return results
 
 
 def predict_all(
-    sam: Sam, todo: list[tuple[Path, np.ndarray]], *, out_dir: Path, mask_threshold: float, frame: dict[str, Any]
+    sam: Sam,
+    todo: list[tuple[Path, list[Prompt]]],
+    *,
+    out_dir: Path,
+    mask_threshold: float,
+    frame: dict[str, Any],
+    mask_inputs: list[np.ndarray | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Masks and overlays of every (image, boxes) of ``todo`` written to ``out_dir``; the ``predictions.json`` rows."""
+    """Masks, low-res logits and overlays of every (image, prompts) of ``todo`` written to ``out_dir`` (``mask_inputs``:
+    per image its mask prompt or None); the ``predictions.json`` rows."""
     results = []
-    for path, boxes in todo:
+    for (path, prompts), logits_in in zip(todo, mask_inputs or [None] * len(todo), strict=True):
         image = read_rgb(path)
-        masks, scores = predict_masks(sam, image, boxes, mask_threshold=mask_threshold, **frame)
-        for i, (mask, box, score) in enumerate(zip(masks, boxes, scores, strict=True)):
+        predicted = predict_prompts(sam, image, prompts, mask_input=logits_in, mask_threshold=mask_threshold, **frame)
+        buffer = io.BytesIO()
+        np.save(buffer, predicted.low_res_logits.astype(np.float32))
+        logits_path = atomic.write_bytes(out_dir / f"{path.stem}{LOW_RES_SUFFIX}", buffer.getvalue())
+        rows = zip(prompts, predicted.masks, predicted.iou, predicted.windows, strict=True)
+        for i, (prompt, mask, score, window) in enumerate(rows):
             mask_path = write_png(out_dir / f"{path.stem}_mask_{i}.png", mask.astype(np.uint8) * 255)
             results.append(
-                {"image": str(path), "box": box.tolist(), "mask": str(mask_path), "predicted_iou": float(score)}
+                {
+                    "image": str(path),
+                    "box": None if prompt.box is None else prompt.box.tolist(),
+                    "points": prompt.points.tolist(),
+                    "labels": prompt.labels.tolist(),
+                    "mask": str(mask_path),
+                    "predicted_iou": float(score),
+                    "low_res_logits": str(logits_path),  # row i of it
+                    "instance": i,
+                    "crop_window": None if window is None else list(window),  # the frame of the logits: a crop
+                }
             )
-        write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, masks, PRED_COLOUR, path.name, boxes))
-        log.info("%s: %d mask(s) -> %s", path.name, len(masks), out_dir)
+        boxes = np.array([p.box for p in prompts if p.box is not None], np.float32).reshape(-1, 4)
+        picture = draw_clicks(overlay(image, predicted.masks, PRED_COLOUR, path.name, boxes), prompts)
+        write_png(out_dir / f"{path.stem}_overlay.png", picture)
+        log.info("%s: %d mask(s) -> %s", path.name, len(prompts), out_dir)
     return results
+
+
+def draw_clicks(picture: np.ndarray, prompts: list[Prompt]) -> np.ndarray:
+    """``picture`` (H, W, 3) uint8 RGB with every prompt's clicks drawn: dots, green positive, red negative, ringed
+    white (in place; returned)."""
+    radius = max(3, picture.shape[1] // 200)
+    for prompt in prompts:
+        for (x, y), label in zip(prompt.points, prompt.labels, strict=True):
+            centre = (round(float(x)), round(float(y)))
+            cv2.circle(picture, centre, radius + 1, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(picture, centre, radius, CLICK_COLOURS[int(label)], -1, cv2.LINE_AA)
+    return picture

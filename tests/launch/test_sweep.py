@@ -145,7 +145,7 @@ SMALL = ["data.num_scans=16", "data.image_size=128", "trainer.max_epochs=1", "tr
 @pytest.mark.slow
 def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> model.hq=true,false``: 2 jobs x 2 gloo processes
-    (HQ mode, then the plain decoder), then 2 jobs that fail on the missing file. Lightning's own launcher would
+    (HQ mode, then the plain decoder; corrective clicks on), then 2 jobs that fail on the missing file. Lightning's own launcher would
     start each worker as a new sweep in new dirs; samlit's keeps every worker in its job's dir, and job 1 starts
     workers of its own after job 0's.
     A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row. Page frame
@@ -153,7 +153,10 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     missing = tmp_path / "no-such-decoder.pth"
     weights = f"model.decoder_weights=null,{missing}"
     page = "data.crop=none"
-    result, sweep_dir = multirun(tmp_path, *SMALL, page, "trainer=ddp_cpu", weights, "model.hq=true,false", ok=False)
+    clicks = ["module.corrective_clicks=1", "clicks=2"]  # click training and the N-click curve under DDP
+    result, sweep_dir = multirun(
+        tmp_path, *SMALL, page, *clicks, "trainer=ddp_cpu", weights, "model.hq=true,false", ok=False
+    )
     assert f"error: {missing}" in result.stderr or str(missing) in result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     for job in ("0", "1"):
@@ -163,6 +166,9 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
         assert (metrics["hq"] is not None) == (job == "0")
         # every test stamp counted exactly once across the 2 ranks (no padding repeats)
         assert metrics["fine_tuned"]["n_masks"] == metrics["zero_shot"]["n_masks"] == metrics["data"]["test_instances"]
+        for stage in ("zero_shot", "fine_tuned"):  # the click curve's sums gathered from both ranks
+            assert metrics[stage]["clicks"]["n_masks"] == metrics[stage]["n_masks"]
+            assert metrics[stage]["clicks"]["miou"][0] == pytest.approx(metrics[stage]["iou"], abs=1e-5)
         unit = "instances" if metrics["frame"]["crop"] == "box" else "images"
         assert len(metrics["per_image"]) == metrics["data"][f"test_{unit}"]
         assert (job_dir / "train_rank1.log").is_file()  # rank 1 ran inside this job's dir
@@ -184,6 +190,7 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     }
     assert all(str(missing) in r["overrides"] for r in rows[2:])
     assert all(0 <= float(r[k]) <= 1 for r in rows[:2] for k in ("fine_tuned_boundary_iou_1px", "fine_tuned_cldice"))
+    assert all(0 <= float(r["fine_tuned_miou_at_1"]) <= 1 and r["max_clicks"] == "2" for r in rows[:2])
 
 
 @pytest.mark.slow

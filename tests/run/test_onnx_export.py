@@ -1,5 +1,7 @@
 """ONNX export of the prompt encoder + mask decoder: onnxruntime gives what ``SamPredictor.predict(box=...,
-multimask_output=False)`` gives (mask token 0, the one samlit trains), where stock ``SamOnnxModel`` does not."""
+multimask_output=False)`` gives (mask token 0, the one samlit trains), where stock ``SamOnnxModel`` does not; and,
+for corrective clicks beside a box with a mask input, what ``predict(point_coords, point_labels, box, mask_input)``
+gives."""
 
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ def test_onnx_matches_sam_predictor_box_prompts(sam, embeddings, onnx_file):
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 256, 64, 64]  # from the model
     assert not list(onnx_file.parent.glob(".*.tmp"))  # atomic write left no temp file
     for size, embedding in embeddings.items():
-        figures = verify_onnx(sam, onnx_file, embedding=embedding, boxes=BOXES, original_size=size)
+        # boxes alone (clicks=0): the export's own check (the fixture) and the tests below take the corrections
+        figures = verify_onnx(sam, onnx_file, embedding=embedding, boxes=BOXES, original_size=size, clicks=0)
         # Same ops in another runtime: logits agree to float32 noise (~5e-5 measured, from the resizes). A pixel
         # whose mask differs has logits of opposite signs, so |logit| <= max_logit_diff there: only pixels within
         # that noise of the 0 threshold can flip, hence agreement >= 0.999 rather than == 1.
@@ -112,6 +115,68 @@ def test_onnx_point_prompts_and_padded_box(sam, embeddings, onnx_file):
     feed["point_labels"] = np.concatenate([feed["point_labels"], -np.ones((1, 1), np.float32)], axis=1)
     masks, iou, low_res = session.run(None, feed)
     assert masks.shape == (1, 1, *size) and iou.shape == (1, 1) and low_res.shape == (1, 1, 256, 256)
+
+
+def test_onnx_takes_clicks_beside_a_box_and_a_mask_input(sam, embeddings, onnx_file):
+    """A correction as a labeling tool sends it: a positive and a negative click before the box's corners, the box's
+    own ``low_res_masks`` as ``mask_input`` (``has_mask_input`` 1): onnxruntime gives ``SamPredictor.predict(
+    point_coords, point_labels, box, mask_input, multimask_output=False)``, and the mask input counts."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    points, labels = np.array([[30, 40], [12, 14]], np.float32), np.array([1, 0])
+    for size, embedding in embeddings.items():
+        predictor = predictor_on(sam, embedding=embedding, original_size=size)
+        _, _, low_res = predictor.predict(box=BOXES[0], multimask_output=False, return_logits=True)
+        trained, iou, trained_low = predictor.predict(
+            point_coords=points,
+            point_labels=labels,
+            box=BOXES[0],
+            mask_input=low_res,
+            multimask_output=False,
+            return_logits=True,
+        )
+        prompt = {"box": BOXES[0], "points": points, "labels": labels}
+        feed = onnx_inputs(
+            embedding=embedding.numpy(), original_size=size, image_size=1024, **prompt, mask_input=low_res
+        )
+        assert feed["point_labels"].tolist() == [[1, 0, 2, 3]] and feed["has_mask_input"].tolist() == [1.0]
+        assert feed["mask_input"].shape == (1, 1, 256, 256) and np.array_equal(feed["mask_input"][0], low_res)
+        masks, onnx_iou, onnx_low = session.run(None, feed)
+        assert np.abs(masks[0] - trained).max() < 1e-3 and np.abs(onnx_low[0] - trained_low).max() < 1e-3
+        assert np.abs(onnx_iou[0] - iou).max() < 1e-4
+        without, _, _ = session.run(
+            None, onnx_inputs(embedding=embedding.numpy(), original_size=size, image_size=1024, **prompt)
+        )
+        assert np.abs(without - masks).max() > 1e-2  # the mask prompt reached the decoder
+
+
+def test_verify_onnx_checks_the_mask_input(sam, embeddings, onnx_file):
+    """``verify_onnx`` checks clicks + a mask input besides boxes: a model whose mask-prompt path differs from the
+    file's agrees on boxes alone (the mask path is multiplied by ``has_mask_input`` = 0) and is caught with clicks."""
+    import copy
+
+    other = copy.deepcopy(sam)
+    with torch.no_grad():
+        for p in other.prompt_encoder.mask_downscaling.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    size, embedding = next(iter(embeddings.items()))
+    boxes_only = verify_onnx(other, onnx_file, embedding=embedding, boxes=BOXES[:1], original_size=size, clicks=0)
+    assert boxes_only["max_logit_diff"] < 1e-3, boxes_only
+    with_clicks = verify_onnx(other, onnx_file, embedding=embedding, boxes=BOXES[:1], original_size=size)
+    assert with_clicks["max_logit_diff"] > 1e-2, with_clicks
+
+
+def test_onnx_inputs_refuse_what_does_not_fit():
+    embedding = np.zeros((1, 256, 64, 64), np.float32)
+    with pytest.raises(ValueError, match="2 points but 1 labels"):
+        onnx_inputs(embedding=embedding, original_size=(96, 128), image_size=1024, points=np.zeros((2, 2)), labels=[1])
+    with pytest.raises(ValueError, match=r"mask_input is \(64, 64\), not \(256, 256\)"):
+        onnx_inputs(
+            embedding=embedding, original_size=(96, 128), image_size=1024, box=BOXES[0], mask_input=np.zeros((64, 64))
+        )
+    fed = onnx_inputs(embedding=embedding, original_size=(96, 128), image_size=1024, box=BOXES[0])
+    assert fed["has_mask_input"].tolist() == [0.0] and not fed["mask_input"].any()  # no mask prompt
 
 
 def fake_run(root: Path, sam: Sam) -> Path:

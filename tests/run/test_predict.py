@@ -239,3 +239,334 @@ def test_two_images_with_one_stem_are_refused_before_any_work(tmp_path):
     todo = [(tmp_path / "a" / "scan.png", BOXES), (tmp_path / "b" / "scan.jpg", BOXES[:1])]
     with pytest.raises(SamlitError, match="share the name 'scan': their masks would overwrite each other"):
         check_outputs(todo, tmp_path / "out")
+
+
+# Corrective clicks: per instance (P_i, 2) xy pixels and (P_i,) labels, 1 on the stamp, 0 off it; counts differ.
+CLICKS = [np.array([[70, 70], [40, 45]], np.float32), np.array([[205, 115]], np.float32)]
+CLICK_LABELS = [np.array([1, 0]), np.array([1])]
+
+
+def stock_prompt(predictor, *, box=None, points=None, labels=None, mask_input=None):
+    """Stock ``SamPredictor.predict`` for one instance: its mask (H, W), IoU and low-res logits (256, 256)."""
+    masks, iou, low_res = predictor.predict(
+        point_coords=points,
+        point_labels=labels,
+        box=box,
+        mask_input=None if mask_input is None else mask_input[None],
+        multimask_output=False,
+    )
+    return masks[0], iou[0], low_res[0]
+
+
+def assert_same(ours, i, stock, *, window=None) -> None:
+    mask, iou, low_res = stock
+    if window is None:
+        assert np.array_equal(ours.masks[i], mask)
+    else:
+        x0, y0, x1, y1 = window
+        assert np.array_equal(ours.masks[i][y0:y1, x0:x1], mask) and ours.masks[i].sum() == mask.sum()
+    assert np.allclose(ours.low_res_logits[i], low_res, atol=1e-5) and np.isclose(ours.iou[i], iou, atol=1e-6)
+
+
+def test_clicks_and_mask_input_match_sam_predictor():
+    """A correction in the page frame: boxes + clicks (2 and 1 points), an instance by clicks alone, and an earlier
+    pass's logits as the mask prompt give what stock ``SamPredictor.predict(point_coords, point_labels, box,
+    mask_input, multimask_output=False)`` gives, instance by instance."""
+    from samlit.run.predict import as_prompts, predict_prompts
+
+    sam, image = tuned("tiny"), scan()
+    predictor = SamPredictor(sam)
+    predictor.set_image(image)
+    first = [stock_prompt(predictor, box=box) for box in BOXES]  # the box pass whose logits the correction takes
+    boxes, points = [BOXES[0], BOXES[1], None], [*CLICKS, np.array([[200, 100], [10, 10]], np.float32)]
+    labels = [*CLICK_LABELS, np.array([1, 0])]
+    mask_input = np.stack([first[0][2], first[1][2], first[0][2]])
+    ours = predict_prompts(sam, image, as_prompts(boxes, points, labels), mask_input=mask_input)
+    assert ours.low_res_logits.shape == (3, 256, 256) and ours.low_res_logits.dtype == np.float32
+    assert ours.masks.shape == (3, 200, 300) and ours.windows == [None] * 3
+    for i, (box, coords, tags) in enumerate(zip(boxes, points, labels, strict=True)):
+        stock = stock_prompt(predictor, box=box, points=coords, labels=tags, mask_input=mask_input[i])
+        assert_same(ours, i, stock)
+    assert ours.masks.any() and not np.array_equal(ours.masks[:2], np.stack([f[0] for f in first]))  # prompts count
+    masks, iou = predict_masks(sam, image, boxes, points=points, labels=labels, mask_input=mask_input)
+    assert np.array_equal(masks, ours.masks) and np.array_equal(iou, ours.iou)  # the keyword form, same path
+
+
+def test_clicks_and_mask_input_in_crop_frame_are_sam_predictor_on_each_crop():
+    """``crop=box``: each instance's logits live in its crop's frame (the same window for the same box and margin),
+    so an earlier crop pass's logits are the mask prompt of the correction, seen through the same crop."""
+    from samlit.run.predict import as_prompts, predict_prompts
+
+    sam, image = tuned("tiny"), scan()
+    first = predict_prompts(sam, image, as_prompts(BOXES), crop="box", crop_margin=0.15)
+    ours = predict_prompts(
+        sam,
+        image,
+        as_prompts(BOXES, CLICKS, CLICK_LABELS),
+        mask_input=first.low_res_logits,
+        crop="box",
+        crop_margin=0.15,
+    )
+    predictor = SamPredictor(sam)
+    for i, (box, coords, tags) in enumerate(zip(BOXES, CLICKS, CLICK_LABELS, strict=True)):
+        window = crop_box(box, margin=0.15, image_size=image.shape[:2])
+        assert ours.windows[i] == first.windows[i] == window
+        x0, y0, x1, y1 = window
+        predictor.set_image(image[y0:y1, x0:x1])
+        origin = np.array([x0, y0], np.float32)
+        stock = stock_prompt(
+            predictor,
+            box=box - np.tile(origin, 2),
+            points=coords - origin,
+            labels=tags,
+            mask_input=first.low_res_logits[i],
+        )
+        assert_same(ours, i, stock, window=window)
+    with pytest.raises(
+        SamlitError, match=r"instance 0 has points but no box, and data\.crop=box crops around each box"
+    ):
+        predict_masks(sam, image, None, points=CLICKS[:1], labels=CLICK_LABELS[:1], crop="box")
+
+
+def test_hq_model_takes_clicks_and_mask_input_as_hq_sams_predictor(tmp_path):
+    """``model.hq=true`` goes through the same prompts: equal to stock ``segment_anything_hq``'s ``SamPredictor``
+    (``hq_token_only=True``) given the box, the clicks and the mask input."""
+    from samlit.run.predict import as_prompts, predict_prompts
+    from tests.model.test_hq import hq_package, stock_tiny_hq
+
+    torch.manual_seed(0)
+    sam = build_sam(model_type="tiny", hq=True)
+    with torch.no_grad():
+        for p in sam.mask_decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    image, mask_input = scan(), np.random.default_rng(0).normal(0, 4, (2, 256, 256)).astype(np.float32)
+    ours = predict_prompts(sam, image, as_prompts(BOXES, CLICKS, CLICK_LABELS), mask_input=mask_input)
+    torch.save(sam.state_dict(), tmp_path / "hq.pth")
+    stock = stock_tiny_hq(tmp_path / "hq.pth")
+    predictor = hq_package()[0].SamPredictor(stock)
+    predictor.set_image(image)
+    for i, (box, coords, tags) in enumerate(zip(BOXES, CLICKS, CLICK_LABELS, strict=True)):
+        masks, iou, low_res = predictor.predict(
+            point_coords=coords,
+            point_labels=tags,
+            box=box,
+            mask_input=mask_input[i][None],
+            multimask_output=False,
+            hq_token_only=True,
+        )
+        assert_same(ours, i, (masks[0], iou[0], low_res[0]))
+
+
+def write_scan(path, seed: int = 0) -> np.ndarray:
+    """``scan(seed)`` written as a PNG (OpenCV's BGR order); returns the RGB image predict.py reads from it."""
+    cv2.imwrite(str(path), scan(seed)[:, :, ::-1])
+    return scan(seed)
+
+
+def test_predict_main_takes_clicks_and_an_earlier_runs_logits(compose_cfg, tmp_path):
+    """The corrective-click loop as a user runs it: box alone, then box + clicks + ``mask_input=`` the first run's
+    ``<stem>_low_res_logits.npy``; the written mask is ``predict_masks``' (stock SamPredictor's) for those prompts."""
+    from samlit.run.predict import main
+
+    weights = export_sam(tuned("tiny"), tmp_path / "tiny.pth")
+    image = write_scan(tmp_path / "a.png")
+    given = [f"model.weights={weights}", f"image={tmp_path}/a.png", "box=[20,30,120,110]", "device=cpu"]
+    main(compose_cfg(*given, f"output={tmp_path}/first", name="predict"))
+    logits = np.load(tmp_path / "first" / "a_low_res_logits.npy")
+    assert logits.shape == (1, 256, 256) and logits.dtype == np.float32
+    clicks = ["points=[[70,70],[40,45]]", "labels=[1,0]", f"mask_input={tmp_path}/first/a_low_res_logits.npy"]
+    (row,) = main(compose_cfg(*given, *clicks, f"output={tmp_path}/second", name="predict"))
+    assert row["points"] == [[70, 70], [40, 45]] and row["labels"] == [1, 0] and row["crop_window"] is None
+    assert row["low_res_logits"] == f"{tmp_path}/second/a_low_res_logits.npy" and row["instance"] == 0
+    sam = build_sam(model_type="tiny", weights=str(weights))
+    expected, _ = predict_masks(sam, image, BOXES[:1], points=CLICKS[:1], labels=CLICK_LABELS[:1], mask_input=logits)
+    written = cv2.imread(str(tmp_path / "second" / "a_mask_0.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert written.any() and np.array_equal(written, expected[0])
+    assert (tmp_path / "second" / "a_overlay.png").is_file()
+
+
+def test_predict_main_json_instances_and_a_mask_input_folder_in_crop_frame(compose_cfg, tmp_path):
+    """``boxes=`` JSON mixing today's boxes with instance objects, ``data.crop=box``, then ``mask_input=`` the first
+    run's output folder (``<stem>_low_res_logits.npy`` per image): each instance's logits go back through the same
+    crop, and the written masks are ``predict_masks``' for those prompts."""
+    from samlit.run.predict import main
+
+    weights = export_sam(tuned("tiny"), tmp_path / "tiny.pth")
+    (tmp_path / "scans").mkdir()
+    image = write_scan(tmp_path / "scans" / "a.png")
+    table = {
+        "a.png": [BOXES[0].tolist(), {"box": BOXES[1].tolist(), "points": [[205, 115], [160, 70]], "labels": [1, 0]}]
+    }
+    (tmp_path / "boxes.json").write_text(json.dumps(table))
+    given = [f"model.weights={weights}", f"image={tmp_path}/scans", f"boxes={tmp_path}/boxes.json", "device=cpu"]
+    given += ["data.crop=box", "data.crop_margin=0.15"]
+    main(compose_cfg(*given, f"output={tmp_path}/first", name="predict"))
+    rows = main(compose_cfg(*given, f"mask_input={tmp_path}/first", f"output={tmp_path}/second", name="predict"))
+    assert [(r["box"], r["points"], r["labels"], r["instance"]) for r in rows] == [
+        (BOXES[0].tolist(), [], [], 0),
+        (BOXES[1].tolist(), [[205, 115], [160, 70]], [1, 0], 1),
+    ]
+    assert [r["crop_window"] for r in rows] == [list(crop_box(b, margin=0.15, image_size=(200, 300))) for b in BOXES]
+    logits = np.load(tmp_path / "first" / "a_low_res_logits.npy")
+    expected, _ = predict_masks(
+        build_sam(model_type="tiny", weights=str(weights)),
+        image,
+        BOXES,
+        points=[None, [[205, 115], [160, 70]]],
+        labels=[None, [1, 0]],
+        mask_input=logits,
+        crop="box",
+        crop_margin=0.15,
+    )
+    for i, mask in enumerate(expected):
+        written = cv2.imread(str(tmp_path / "second" / f"a_mask_{i}.png"), cv2.IMREAD_UNCHANGED) > 0
+        assert written.any() and np.array_equal(written, mask), i
+
+
+def test_points_without_a_box_in_crop_frame_are_one_line_before_the_model(compose_cfg, tmp_path):
+    from samlit.run.predict import main
+
+    write_scan(tmp_path / "a.png")
+    cfg = compose_cfg("model.weights=nowhere.pth", f"image={tmp_path}/a.png", "points=[[70,70]]", "labels=[1]",
+                      "data.crop=box", name="predict")  # fmt: skip
+    with pytest.raises(SamlitError) as error:
+        main(cfg)
+    (line,) = str(error.value).splitlines()
+    assert line == (
+        f"{tmp_path}/a.png: instance 0 has points but no box, and data.crop=box crops around each box: give it a "
+        "box, or pass data.crop=none"
+    )
+
+
+def test_cli_prompts_read_as_documented():
+    """``box=`` / ``points=`` / ``labels=``: one box (or none) takes a flat list of points; several boxes a list per
+    box ([] for none); points alone make instances of their own; one point may be written [x,y] with label 1."""
+    from samlit.run.predict import Given, given_prompts
+
+    def read(box, points, labels):
+        prompts = given_prompts(Given(box, points, labels), image_size=(200, 300), source="scan.png")
+        return [(None if p.box is None else p.box.tolist(), p.points.tolist(), p.labels.tolist()) for p in prompts]
+
+    box, other = BOXES[0].tolist(), BOXES[1].tolist()
+    assert read(box, [[70, 70], [40, 45]], [1, 0]) == [(box, [[70, 70], [40, 45]], [1, 0])]
+    assert read([box, other], [[[70, 70]], []], [[1], []]) == [(box, [[70, 70]], [1]), (other, [], [])]
+    assert read([box, other], None, None) == [(box, [], []), (other, [], [])]
+    assert read(None, [[70, 70]], [1]) == [(None, [[70, 70]], [1])]
+    assert read(None, [[[70, 70]], [[205, 115], [0, 0]]], [[1], [1, 0]]) == [
+        (None, [[70, 70]], [1]),
+        (None, [[205, 115], [0, 0]], [1, 0]),
+    ]
+    assert read(box, [70, 70], 1) == [(box, [[70, 70]], [1])]
+
+
+@pytest.mark.parametrize(
+    "box,points,labels,needle",
+    [
+        (BOXES.tolist(), [[70, 70]], [1], "with 2 boxes, points= and labels= go per box: points=[[[x,y],...],"),
+        (BOXES.tolist(), [[[70, 70]]], [[1]], "points= holds 1 lists for 2 boxes: give one list per box"),
+        (BOXES.tolist(), [[[70, 70]], []], [1, 0], "points= holds 2 lists (one per instance), so labels= needs as"),
+        ([20, 30, 120, 110], [[70, 70]], None, "points= needs labels=: one label per point, 1 (on the stamp) or 0"),
+        ([20, 30, 120, 110], None, [1], "labels= without points=: give the points [[x,y], ...] they label"),
+        ([20, 30, 120, 110], [[70, 70], [40, 45]], [1], "2 point(s) in points= but 1 label(s) in labels=: give one"),
+        ([20, 30, 120, 110], [[70, 70]], [2], "labels= is a list of labels, 1 (positive: on the stamp) or 0 (neg"),
+        ([20, 30, 120, 110], [[70, "x"]], [1], "points= is a list of points [[x,y], ...] (two finite numbers each"),
+        (None, [[400, 10]], [1], "point [400.0, 10.0] lies outside the 300x200 image (points are [x,y] in its"),
+        (None, [], [], "no box and no points: give points=[[x,y],...] labels=[1,...], or a box="),
+    ],
+)
+def test_bad_cli_clicks_are_one_line(box, points, labels, needle):
+    from samlit.run.predict import Given, given_prompts
+
+    with pytest.raises(SamlitError) as error:
+        given_prompts(Given(box, points, labels), image_size=(200, 300), source="scan.png")
+    (line,) = str(error.value).splitlines()
+    assert line.startswith("scan.png") and needle in line, line
+
+
+def test_json_instances_read_as_documented():
+    """Today's ``{"scan.png": [[x0,y0,x1,y1], ...]}`` still reads; instance objects mix with boxes; one box or one
+    object alone is one instance; an object without a box is prompted by its points."""
+    from samlit.run.predict import table_prompts
+
+    def read(raw):
+        prompts = table_prompts(raw, image_size=(200, 300), source='boxes=b.json "scan.png"')
+        return [(None if p.box is None else p.box.tolist(), p.points.tolist(), p.labels.tolist()) for p in prompts]
+
+    box, other = BOXES[0].tolist(), BOXES[1].tolist()
+    assert read([box, other]) == [(box, [], []), (other, [], [])]
+    assert read(box) == [(box, [], [])]
+    assert read([box, {"box": other, "points": [[205, 115]], "labels": [0]}]) == [
+        (box, [], []),
+        (other, [[205, 115]], [0]),
+    ]
+    assert read({"points": [[70, 70]], "labels": [1]}) == [(None, [[70, 70]], [1])]
+
+
+@pytest.mark.parametrize(
+    "entry,needle",
+    [
+        (
+            {"box": [20, 30, 120, 110], "point": [[70, 70]]},
+            "unknown key 'point'; an instance is {\"box\": [x0,y0,x1,y1]",
+        ),
+        ({"box": [20, 30, 120, 110], "points": [[70, 70]], "labels": [1, 0]}, '1 point(s) in "points" but 2 label(s)'),
+        ({"box": [20, 30, 120, 110], "points": [[70, 70]], "labels": [-1]}, '"labels" is a list of labels, 1 (posit'),
+        ({"box": [20, 30, 120, 110], "points": [[70, 70]]}, '"points" needs "labels": one label per point'),
+        ({"labels": [1]}, "no box and no points; an instance is {"),
+        ({"box": [[20, 30, 120, 110], [1, 2, 3, 4]]}, "one box per instance, [x0,y0,x1,y1]"),
+        ({"box": [1, 2, 3]}, "a box is [x0,y0,x1,y1] (four finite numbers, pixels)"),
+        (7, "a box is [x0,y0,x1,y1]"),
+    ],
+)
+def test_bad_json_instances_are_one_line(entry, needle):
+    from samlit.run.predict import table_prompts
+
+    with pytest.raises(SamlitError) as error:
+        table_prompts([BOXES[0].tolist(), entry], image_size=(200, 300), source='boxes=b.json "scan.png"')
+    (line,) = str(error.value).splitlines()
+    assert line.startswith('boxes=b.json "scan.png" instance 1: ') and needle in line, line
+
+
+def test_mask_input_is_checked_before_the_model(tmp_path):
+    """``mask_input=``: the logits predict.py writes ((N, 256, 256) float; SamPredictor's (N, 1, 256, 256) too), one
+    file for one image or a folder of ``<stem>_low_res_logits.npy``; anything else is one line naming the file and
+    the expected shape."""
+    from samlit.run.predict import as_prompts, mask_inputs, read_mask_input
+
+    np.save(tmp_path / "two.npy", np.zeros((2, 256, 256), np.float32))
+    np.save(tmp_path / "stock.npy", np.zeros((2, 1, 256, 256), np.float64))
+    assert read_mask_input(tmp_path / "two.npy", count=2).shape == (2, 256, 256)
+    assert read_mask_input(tmp_path / "stock.npy", count=2).dtype == np.float32
+    expected = "expected (1, 256, 256) float logits, one row per instance (the <stem>_low_res_logits.npy predict.py"
+    cases = {"two.npy": f"shape (2, 256, 256), {expected}"}
+    cv2.imwrite(str(tmp_path / "mask.png"), np.zeros((256, 256), np.uint8))
+    cases["mask.png"] = f"not a NumPy .npy file; {expected}"
+    np.save(tmp_path / "binary.npy", np.ones((1, 256, 256), bool))
+    cases["binary.npy"] = f"bool values, {expected} writes): logits, not a 0/1 mask"
+    for name, needle in cases.items():
+        with pytest.raises(SamlitError) as error:
+            read_mask_input(tmp_path / name, count=1)
+        (line,) = str(error.value).splitlines()
+        assert line.startswith(f"mask_input={tmp_path / name}: ") and needle in line, line
+
+    todo = [(tmp_path / "scan.png", as_prompts(BOXES)), (tmp_path / "other.png", as_prompts(BOXES[:1]))]
+    with pytest.raises(SamlitError, match=r"holds no scan_low_res_logits\.npy for .*scan\.png: a mask-input folder"):
+        mask_inputs(str(tmp_path), todo)
+    with pytest.raises(SamlitError, match=r"two\.npy is one image's logits, for 2 images: pass the folder holding"):
+        mask_inputs(str(tmp_path / "two.npy"), todo)
+    np.save(tmp_path / "scan_low_res_logits.npy", np.ones((2, 256, 256), np.float32))
+    np.save(tmp_path / "other_low_res_logits.npy", np.ones((1, 256, 256), np.float32))
+    assert [a.shape for a in mask_inputs(str(tmp_path), todo)] == [(2, 256, 256), (1, 256, 256)]
+    assert mask_inputs(None, todo) == [None, None]
+
+
+@pytest.mark.slow
+def test_predict_cli_bad_clicks_are_one_line(tmp_path):
+    write_scan(tmp_path / "a.png")
+    result = run_predict(tmp_path, f"image={tmp_path}/a.png", "box=[20,30,120,110]", "points=[[70,70],[40,45]]",
+                         "labels=[1]")  # fmt: skip
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and line == (
+        f"error: {tmp_path}/a.png: 2 point(s) in points= but 1 label(s) in labels=: give one label per point "
+        "(1 positive, 0 negative)"
+    ), result.stderr[-2000:]
