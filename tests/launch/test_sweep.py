@@ -145,9 +145,9 @@ SMALL = ["data.num_scans=16", "data.image_size=128", "trainer.max_epochs=1", "tr
 @pytest.mark.slow
 def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> model.hq=true,false``: 2 jobs x 2 gloo processes
-    (HQ mode, then the plain decoder; corrective clicks on), then 2 jobs that fail on the missing file. Lightning's own launcher would
-    start each worker as a new sweep in new dirs; samlit's keeps every worker in its job's dir, and job 1 starts
-    workers of its own after job 0's.
+    (HQ mode, then the plain decoder; corrective clicks on), then 2 jobs that fail on the missing file. Lightning's
+    own launcher would start each worker as a new sweep in new dirs; samlit's keeps every worker in its job's dir,
+    and job 1 starts workers of its own after job 0's.
     A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row. Page frame
     (``data.crop=none``): the other tests run the default box crops."""
     missing = tmp_path / "no-such-decoder.pth"
