@@ -1,4 +1,6 @@
-"""Masks for box prompts on new images: ``python predict.py model=... image=... box=[...]`` (see conf/predict.yaml)."""
+"""Masks for box / click / mask prompts on new images, what SamPredictor gives: ``python predict.py model=...
+image=... box=[...] [points=[[x,y],...] labels=[1,...]] [mask_input=<logits .npy>]`` (see conf/predict.yaml and
+samlit/run/prompt_input.py)."""
 
 import hydra
 from omegaconf import DictConfig

@@ -193,7 +193,7 @@ def decode_prompts(
     sam: Sam,
     *,
     embedding: torch.Tensor,
-    boxes: torch.Tensor,
+    boxes: torch.Tensor | None,
     points: tuple[torch.Tensor, torch.Tensor] | None = None,
     mask_input: torch.Tensor | None = None,
     interm_embedding: torch.Tensor | None = None,
@@ -202,8 +202,9 @@ def decode_prompts(
 
     Args:
         embedding: (1, 256, 64, 64) image embedding.
-        boxes: (N, 4) xyxy in the 1024 frame; points: optional coords (N, P, 2) and labels (N, P) in it (label 1
-            positive, 0 negative, -1 padding: ignored, as in SAM's prompt encoder).
+        boxes: (N, 4) xyxy in the 1024 frame, or None (points alone: SAM's prompt encoder pads them itself);
+            points: optional coords (N, P, 2) and labels (N, P) in it (label 1 positive, 0 negative, -1 padding:
+            ignored, as in SAM's prompt encoder).
         mask_input: optional (N, 256, 256) low-res logits of an earlier pass, the mask prompt (``SamPredictor``'s
             ``mask_input``, there (N, 1, 256, 256)).
         interm_embedding: HQ mode: the early ViT feature (1, 64, 64, C) (``encode_features``).

@@ -220,14 +220,14 @@ def test_predict_cli_takes_both_spellings_alike(tmp_path):
 )
 def test_malformed_boxes_are_one_line(boxes):
     from samlit.core.errors import SamlitError
-    from samlit.run.predict import checked_boxes
+    from samlit.run.prompt_input import checked_boxes
 
     with pytest.raises(SamlitError, match=r"scan.png: a box is \[x0,y0,x1,y1\]"):
         checked_boxes(boxes, image_size=(200, 300), source="scan.png")
 
 
 def test_a_box_written_as_text_is_read():
-    from samlit.run.predict import checked_boxes
+    from samlit.run.prompt_input import checked_boxes
 
     assert checked_boxes("180,103,306,204", image_size=(300, 400), source="s").tolist() == [[180, 103, 306, 204]]
     assert checked_boxes("[180,103,306,204]", image_size=(300, 400), source="s").tolist() == [[180, 103, 306, 204]]
@@ -272,7 +272,8 @@ def test_clicks_and_mask_input_match_sam_predictor():
     """A correction in the page frame: boxes + clicks (2 and 1 points), an instance by clicks alone, and an earlier
     pass's logits as the mask prompt give what stock ``SamPredictor.predict(point_coords, point_labels, box,
     mask_input, multimask_output=False)`` gives, instance by instance."""
-    from samlit.run.predict import as_prompts, predict_prompts
+    from samlit.run.predict import predict_prompts
+    from samlit.run.prompt_input import as_prompts
 
     sam, image = tuned("tiny"), scan()
     predictor = SamPredictor(sam)
@@ -295,7 +296,8 @@ def test_clicks_and_mask_input_match_sam_predictor():
 def test_clicks_and_mask_input_in_crop_frame_are_sam_predictor_on_each_crop():
     """``crop=box``: each instance's logits live in its crop's frame (the same window for the same box and margin),
     so an earlier crop pass's logits are the mask prompt of the correction, seen through the same crop."""
-    from samlit.run.predict import as_prompts, predict_prompts
+    from samlit.run.predict import predict_prompts
+    from samlit.run.prompt_input import as_prompts
 
     sam, image = tuned("tiny"), scan()
     first = predict_prompts(sam, image, as_prompts(BOXES), crop="box", crop_margin=0.15)
@@ -331,7 +333,8 @@ def test_clicks_and_mask_input_in_crop_frame_are_sam_predictor_on_each_crop():
 def test_hq_model_takes_clicks_and_mask_input_as_hq_sams_predictor(tmp_path):
     """``model.hq=true`` goes through the same prompts: equal to stock ``segment_anything_hq``'s ``SamPredictor``
     (``hq_token_only=True``) given the box, the clicks and the mask input."""
-    from samlit.run.predict import as_prompts, predict_prompts
+    from samlit.run.predict import predict_prompts
+    from samlit.run.prompt_input import as_prompts
     from tests.model.test_hq import hq_package, stock_tiny_hq
 
     torch.manual_seed(0)
@@ -441,7 +444,7 @@ def test_points_without_a_box_in_crop_frame_are_one_line_before_the_model(compos
 def test_cli_prompts_read_as_documented():
     """``box=`` / ``points=`` / ``labels=``: one box (or none) takes a flat list of points; several boxes a list per
     box ([] for none); points alone make instances of their own; one point may be written [x,y] with label 1."""
-    from samlit.run.predict import Given, given_prompts
+    from samlit.run.prompt_input import Given, given_prompts
 
     def read(box, points, labels):
         prompts = given_prompts(Given(box, points, labels), image_size=(200, 300), source="scan.png")
@@ -475,7 +478,7 @@ def test_cli_prompts_read_as_documented():
     ],
 )
 def test_bad_cli_clicks_are_one_line(box, points, labels, needle):
-    from samlit.run.predict import Given, given_prompts
+    from samlit.run.prompt_input import Given, given_prompts
 
     with pytest.raises(SamlitError) as error:
         given_prompts(Given(box, points, labels), image_size=(200, 300), source="scan.png")
@@ -486,7 +489,7 @@ def test_bad_cli_clicks_are_one_line(box, points, labels, needle):
 def test_json_instances_read_as_documented():
     """Today's ``{"scan.png": [[x0,y0,x1,y1], ...]}`` still reads; instance objects mix with boxes; one box or one
     object alone is one instance; an object without a box is prompted by its points."""
-    from samlit.run.predict import table_prompts
+    from samlit.run.prompt_input import table_prompts
 
     def read(raw):
         prompts = table_prompts(raw, image_size=(200, 300), source='boxes=b.json "scan.png"')
@@ -519,7 +522,7 @@ def test_json_instances_read_as_documented():
     ],
 )
 def test_bad_json_instances_are_one_line(entry, needle):
-    from samlit.run.predict import table_prompts
+    from samlit.run.prompt_input import table_prompts
 
     with pytest.raises(SamlitError) as error:
         table_prompts([BOXES[0].tolist(), entry], image_size=(200, 300), source='boxes=b.json "scan.png"')
@@ -531,7 +534,7 @@ def test_mask_input_is_checked_before_the_model(tmp_path):
     """``mask_input=``: the logits predict.py writes ((N, 256, 256) float; SamPredictor's (N, 1, 256, 256) too), one
     file for one image or a folder of ``<stem>_low_res_logits.npy``; anything else is one line naming the file and
     the expected shape."""
-    from samlit.run.predict import as_prompts, mask_inputs, read_mask_input
+    from samlit.run.prompt_input import as_prompts, mask_inputs, read_mask_input
 
     np.save(tmp_path / "two.npy", np.zeros((2, 256, 256), np.float32))
     np.save(tmp_path / "stock.npy", np.zeros((2, 1, 256, 256), np.float64))

@@ -48,7 +48,10 @@ def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> N
     """``python eval.py`` with the run's export, on the same data and seed, gives the run's fine-tuned numbers."""
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
     command = [sys.executable, str(REPO / "eval.py"), f"paths.root_dir={root}", f"paths.cache_dir={root}/cache"]
-    result = subprocess.run([*command, *FAST, f"model.weights={export}"], capture_output=True, text=True, cwd=root)
+    clicks = [f"clicks={metrics['fine_tuned']['clicks']['max_clicks']}"] if "clicks" in metrics["fine_tuned"] else []
+    result = subprocess.run(
+        [*command, *FAST, f"model.weights={export}", *clicks], capture_output=True, text=True, cwd=root
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (eval_dir,) = (root / "outputs" / "eval" / "runs").iterdir()
     evaluated = json.loads((eval_dir / "metrics.json").read_text())
@@ -57,6 +60,10 @@ def check_eval_reproduces_the_run(root: Path, run_dir: Path, metrics: dict) -> N
     assert evaluated["boundary_iou"] == pytest.approx(metrics["fine_tuned"]["boundary_iou"], abs=1e-6)
     assert len(evaluated["per_image"]) == test_items(metrics)
     assert evaluated["worst_case_figures"] and (eval_dir / evaluated["worst_case_figures"][0]).is_file()
+    if clicks:  # the same N-click curve as the run's fine-tuned test, its figure, and a console line
+        assert evaluated["clicks"]["miou"] == pytest.approx(metrics["fine_tuned"]["clicks"]["miou"], abs=1e-6)
+        assert evaluated["clicks"]["noc90"] == pytest.approx(metrics["fine_tuned"]["clicks"]["noc90"], abs=1e-6)
+        assert (eval_dir / evaluated["click_curve"]).is_file() and "NoC@85" in result.stdout
 
 
 NOISE = (  # issue 17: Lightning / torchmetrics messages that told a user nothing (or pointed at a real oddity)
@@ -114,6 +121,8 @@ def check_wandb_run(run_dir: Path, metrics: dict) -> None:
     assert len(val_overlays) == kept * metrics["epochs"]  # the same val scans, every val epoch
     test_overlays = list((media / "images" / "test").glob("overlays_*.png"))
     assert len(test_overlays) == min(4, test_items(metrics))  # the report's figures=4
+    if "clicks" in metrics["fine_tuned"]:  # clicks=N: the IoU-vs-clicks curve
+        assert len(list((media / "images" / "test").glob("click_curve_*.png"))) == 1
     (table_file,) = (media / "table" / "test").glob("per_image_*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"][:4] == ["scan", "masks", "zero_shot_iou", "fine_tuned_iou"]
@@ -133,13 +142,17 @@ def check_tensorboard(run_dir: Path) -> None:
     assert any(t.startswith("val/overlays/") for t in tags["images"])
     assert any(t.startswith("test/overlays/") for t in tags["images"])
     assert any(t.startswith("test/per_image") for t in tags["tensors"])  # the markdown table (a text summary)
+    assert {"test/clicks/miou_0", "test/clicks/miou_2", "test/clicks/noc85", "test/clicks/noc90"} <= set(
+        tags["scalars"]
+    )
+    assert any(t.startswith("test/click_curve") for t in tags["images"])
 
 
 @pytest.mark.slow
 def test_train_end_to_end(tmp_path):
     """Every artefact of a run, on a few small scans (too little training to judge the numbers), logged to CSV,
-    W&B (offline) and TensorBoard at once."""
-    result = run_train(tmp_path, *FAST, "logger=[csv,wandb,tensorboard]")
+    W&B (offline) and TensorBoard at once, with the 2-click evaluation (``clicks=2``)."""
+    result = run_train(tmp_path, *FAST, "logger=[csv,wandb,tensorboard]", "clicks=2")
     assert result.returncode == 0, result.stderr[-3000:]
     check_quiet_console(result)
     run_dir = only_run_dir(tmp_path)
@@ -172,6 +185,13 @@ def test_train_end_to_end(tmp_path):
     assert "fine-tuned" in report_md and "`debug=fast`" in report_md and "figures/curves.png" in report_md
     assert "| | IoU | Dice | Boundary IoU 1px | clDice |" in report_md and "at 1 / 2 / 3 px / 2%" in report_md
     assert (run_dir / "figures" / "curves.png").stat().st_size > 10_000
+    assert "## Corrective clicks" in report_md and "figures/clicks.png" in report_md
+    assert (run_dir / "figures" / "clicks.png").is_file() and "NoC@85" in result.stdout
+    for stage in ("zero_shot", "fine_tuned"):
+        clicks = metrics[stage]["clicks"]
+        assert clicks["max_clicks"] == 2 and len(clicks["miou"]) == 3 and clicks["n_masks"] == metrics[stage]["n_masks"]
+        assert clicks["miou"][0] == pytest.approx(metrics[stage]["iou"], abs=1e-5)  # 0 clicks: the box alone
+        assert 0 <= clicks["noc85"] <= clicks["noc90"] <= 2 and 0 <= clicks["not_reached_90"] <= clicks["n_masks"]
     assert list((run_dir / "figures").glob("*.png"))
     assert str(run_dir) in result.stdout  # the closing table names the run dir
     check_wandb_run(run_dir, metrics)
