@@ -313,7 +313,11 @@ class SamFineTuner(L.LightningModule):
         (height, width), (h, w) = group["original_size"], group["input_size"]
 
         def decode(points: tuple[torch.Tensor, torch.Tensor] | None, mask_input: torch.Tensor | None) -> torch.Tensor:
-            prompted = {**group, "point_coords": points[0], "point_labels": points[1], "mask_input": mask_input}
+            prompted = dict(group)
+            if points is not None:
+                prompted["point_coords"], prompted["point_labels"] = points
+            if mask_input is not None:
+                prompted["mask_input"] = mask_input
             return self(prompted, features)[0]
 
         return click_ious(
