@@ -8,7 +8,8 @@ each job dir's ``.hydra/overrides.yaml`` and ``metrics.json``, so it works with 
 Jobs run with ``clicks=N`` > 0 add the corrective-click scores of each stage (``metrics.json`` ``clicks``): mean IoU
 after 1, 3 and 5 clicks (``<stage>_miou_at_<k>``, empty when k > N) and NoC@85 / NoC@90 (``<stage>_noc85``,
 ``<stage>_noc90``: mean clicks to reach IoU 0.85 / 0.90, a mask that never does counting as N), plus ``max_clicks``
-(N); the markdown shows the fine-tuned ones only when some job has them.
+(N); the markdown shows the fine-tuned ones only when some job has them. Jobs with LoRA adapters (``peft=...``) add
+``peft`` (the option), ``trainable_params`` and ``adapter_params`` (of them, LoRA's), shown when some job has them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ COLUMNS = (
     *(f"fine_tuned_{score}" for score in CLICK_SCORES),
     *(f"zero_shot_{score}" for score in CLICK_SCORES),
     "max_clicks",
+    "peft",
+    "trainable_params",
+    "adapter_params",
     "best_val_iou",
     "wall_time_s",
     "run_dir",
@@ -63,6 +67,12 @@ SCORES = (  # the markdown's score columns (the CSV also has the zero-shot strok
 CLICK_COLUMNS = (  # the markdown's corrective-click columns, before best val IoU; shown when some row has a value
     *((f"fine-tuned mIoU@{k}", f"fine_tuned_miou_at_{k}") for k in CLICK_STEPS),
     *((f"fine-tuned NoC@{level}", f"fine_tuned_noc{level}") for level in NOC_LEVELS),
+)
+
+PEFT_COLUMNS = (  # the markdown's adapter columns, shown when some job trained adapters
+    ("peft", "peft"),
+    ("trainable params", "trainable_params"),
+    ("of them LoRA", "adapter_params"),
 )
 
 
@@ -97,6 +107,11 @@ def job_row(job_dir: Path, *, sweep_dir: Path) -> dict[str, Any]:
             row.update({f"{stage}_miou_at_{k}": miou_at(clicks, k) for k in CLICK_STEPS})
             row.update({f"{stage}_noc{level}": clicks[f"noc{level}"] for level in NOC_LEVELS})
             row["max_clicks"] = clicks["max_clicks"]
+    if trained := metrics.get("trained"):  # runs from before adapters have none
+        parts = trained["parameters"].values()
+        row["peft"] = trained["peft"]
+        row["trainable_params"] = sum(p["trainable"] for p in parts)
+        row["adapter_params"] = sum(p["adapters"] for p in parts)
     return {
         **row,
         "status": "ok",
@@ -141,10 +156,13 @@ def markdown(rows: list[dict[str, Any]], *, best: dict[str, Any] | None, sweep_d
     """``sweep_summary.md``: the rows as a table: ``SCORES``, the ``CLICK_COLUMNS`` some row has before the last
     (best val IoU)."""
     clicks = [(title, key) for title, key in CLICK_COLUMNS if any(r.get(key) is not None for r in rows)]
-    columns = [*SCORES[:-1], *clicks, SCORES[-1]]
+    adapters = [] if all(r.get("peft") in (None, "none") for r in rows) else list(PEFT_COLUMNS)
+    columns = [*SCORES[:-1], *clicks, *adapters, SCORES[-1]]
 
     def number(value: Any, key: str = "") -> str:
         digits = 2 if "_noc" in key else 4  # NoC: mean clicks; the rest: scores in 0..1
+        if isinstance(value, int) and key.endswith("_params"):
+            return f"{value:,}"
         return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     done = sum(r["status"] == "ok" for r in rows)

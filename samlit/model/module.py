@@ -36,6 +36,7 @@ from samlit.core.seeds import stable_hash
 from samlit.core.strokes import stroke_scores
 from samlit.model.hq import hq_features, is_hq
 from samlit.model.interactive import DECODER_STRIDE, click_ious, decoder_frame_prompts, with_points
+from samlit.model.lora import NO_ADAPTERS, LoraSpec, apply_lora
 from samlit.model.metrics import ClickCurve, stage_metrics
 from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_features, feature_names
 
@@ -70,6 +71,9 @@ class SamFineTuner(L.LightningModule):
             region (``samlit.model.interactive.click_ious``), logged as ``test/clicks/<key>`` (``ClickCurve``).
         seed: with the epoch, the item's key and the pass, seeds each training click and mask-prompt choice, so
             workers, DDP and a resumed run draw the same ones.
+        peft: LoRA adapters on the mask decoder and / or the image encoder (``samlit.model.lora``; ``None``: none).
+            With encoder adapters the encoder trains: it runs on each group's ``image`` at every step (the run
+            turns the embedding cache off) and its adapters are in the checkpoints.
 
     ``train/iou|dice`` are measured in the decoder's 256 x 256 frame (cheap, every step); ``val/`` and ``test/``
     metrics at each image's original resolution.
@@ -90,6 +94,7 @@ class SamFineTuner(L.LightningModule):
         click_from_truth_probability: float = 0.1,
         test_clicks: int = 0,
         seed: int = 0,
+        peft: LoraSpec | None = None,
     ) -> None:
         super().__init__()
         if loss_frame not in ("low", "full"):
@@ -108,7 +113,7 @@ class SamFineTuner(L.LightningModule):
         ):
             if not 0.0 <= float(value) <= 1.0:
                 raise SamlitError(f"module.{key}={value!r} must be a probability in [0, 1]")
-        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["sam", "loss", "optimizer", "scheduler", "peft"], logger=False)
         self.sam = sam
         self.loss = loss
         self.optimizer = optimizer
@@ -118,6 +123,8 @@ class SamFineTuner(L.LightningModule):
         self.encoder_calls = 0  # frames encoded in steps (cache=none)
         for frozen in (sam.image_encoder, sam.prompt_encoder):
             frozen.requires_grad_(False)
+        self.peft = peft or NO_ADAPTERS
+        apply_lora(sam, self.peft)
         self.train_metrics = stage_metrics("train")
         self.val_metrics = stage_metrics("val")
         self.test_metrics = stage_metrics("test")
@@ -125,11 +132,19 @@ class SamFineTuner(L.LightningModule):
         self.test_clicks = ClickCurve(clicks=test_clicks) if test_clicks else None
 
     def train(self, mode: bool = True) -> SamFineTuner:
-        """Only the decoder ever switches to train mode; the frozen encoders stay in eval mode."""
+        """Only the decoder (and an image encoder with adapters: their dropout) switches to train mode; the frozen
+        encoders stay in eval mode."""
         super().train(mode)
-        self.sam.image_encoder.eval()
+        if not self.encoder_trains:
+            self.sam.image_encoder.eval()
         self.sam.prompt_encoder.eval()
         return self
+
+    @property
+    def encoder_trains(self) -> bool:
+        """Whether the image encoder has parameters that train (``peft`` encoder adapters): then no cache can hold
+        its output, and each step encodes its groups' images."""
+        return self.peft.adapts_encoder
 
     @property
     def iou_head_trains(self) -> bool:
@@ -148,16 +163,16 @@ class SamFineTuner(L.LightningModule):
         the group's own (prepared), the resident ones of its ``image_digest``, or the frozen encoder on its
         ``image`` (``cache=none``)."""
         names = self.feature_names
-        if all(name in group for name in names):
+        if not self.encoder_trains and all(name in group for name in names):
             return {name: group[name].to(self.device, non_blocking=True).float() for name in names}
-        resident = self.resident.get(group.get("image_digest"))
+        resident = None if self.encoder_trains else self.resident.get(group.get("image_digest"))
         if resident is not None:
             return {name: resident[name].float() for name in names}
         if "image" not in group:
             missing = ", ".join(name for name in names if name not in group)
             raise SamlitError(f"{group['key']}: the batch carries neither its {missing} nor its image")
         self.encoder_calls += 1
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_trains):
             return encode_features(self.sam, group["image"].to(self.device))
 
     def image_embedding(self, group: Group) -> torch.Tensor:
@@ -392,14 +407,28 @@ class SamFineTuner(L.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints keep only what trains (frozen encoder weights come back from ``model.weights``) plus the
-        RNG states, so ``ckpt_path=`` resumes with the same shuffles, jitter and views as an unbroken run."""
+        """Checkpoints keep only what trains (frozen encoder weights come back from ``model.weights``; encoder
+        adapters are kept) plus the RNG states, so ``ckpt_path=`` resumes with the same shuffles, jitter and views
+        as an unbroken run, and the adapter settings they were trained with (``peft``)."""
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
+        for key in [k for k in state if k.startswith(FROZEN_PREFIXES) and ".lora_" not in k]:
             del state[key]
         checkpoint["samlit_rng"] = rng_state()
+        checkpoint["samlit_peft"] = self.peft.settings()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the RNG states on a resume; a checkpoint trained with other adapter settings is a one-line
+        ``SamlitError`` naming the first differing ``peft.<key>``."""
+        saved = checkpoint.get("samlit_peft", NO_ADAPTERS.settings())
+        ours = self.peft.settings()
+        differing = [key for key in ours if saved.get(key) != ours[key]]
+        if differing:
+            key = differing[0]
+            raise SamlitError(
+                f"the checkpoint was trained with peft.{key}={saved.get(key)!r}, this run has "
+                f"peft.{key}={ours[key]!r}; resume with the checkpoint's peft settings (its run's "
+                "config_resolved.yaml), or start a new run without ckpt_path"
+            )
         if "samlit_rng" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":  # resume
             set_rng_state(checkpoint["samlit_rng"])
         state = checkpoint["state_dict"]

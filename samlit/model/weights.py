@@ -98,6 +98,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = obj[wrapper] if wrapper else obj
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise SamlitError(f"{path} is not SAM weights (a dict of tensors, possibly under 'model' or 'state_dict')")
+    if any(".lora_" in key for key in obj):
+        raise SamlitError(
+            f"{path} holds LoRA adapters (a checkpoint of a peft=... run): pass that run's merged export instead, "
+            "export/sam_<model>_finetuned.pth as model.weights= (or export/sam_<model>_decoder.pth as "
+            "model.decoder_weights= after decoder adapters alone)"
+        )
     for prefix in PREFIXES:
         if any(key.startswith(f"{prefix}mask_decoder.") for key in obj):
             return {key[len(prefix) :]: value for key, value in obj.items() if key.startswith(prefix)}

@@ -27,15 +27,25 @@ from segment_anything.modeling import Sam
 from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.model.hq import is_hq
+from samlit.model.lora import (
+    LoraSpec,
+    adapter_metadata,
+    adapter_state,
+    apply_lora,
+    load_trained,
+    spec_from_config,
+    stock_state_dict,
+)
 from samlit.model.sam import build_sam
 from samlit.run import rundir
 from samlit.run.onnx_export import export_onnx, onnx_report, require_onnx
 
 
 def export_sam(sam: Sam, path: Path | str) -> Path:
-    """Save ``sam``'s full state_dict (stock key names, plain contiguous CPU tensors) atomically to ``path``.
-    Parameters are saved from where they are (no copy on CPU): vit_h is 2.5 GB."""
-    state = {key: value.detach().cpu().contiguous() for key, value in sam.state_dict().items()}
+    """Save ``sam``'s full state_dict (stock key names, plain contiguous CPU tensors; LoRA adapters merged into the
+    weights they wrap, ``samlit.model.lora.stock_state_dict``) atomically to ``path``. Parameters are saved from
+    where they are (no copy on CPU): vit_h is 2.5 GB."""
+    state = {key: value.detach().cpu().contiguous() for key, value in stock_state_dict(sam).items()}
     return atomic.torch_save(state, path)
 
 
@@ -71,7 +81,7 @@ def hq_registry() -> dict:
 def verify_export(sam: Sam, path: Path | str, *, model_type: str, hq: bool = False) -> None:
     """Check ``path`` the way ``load_exported`` would use it, without a second model in memory: its keys and
     shapes load strictly into a stock model built on the meta device, and every tensor (read memory-mapped)
-    equals ``sam``'s. Raises RuntimeError if not."""
+    equals ``sam``'s (adapters merged). Raises RuntimeError if not."""
     reloaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     with torch.device("meta"):
         stock = load_exported(None, model_type=model_type, hq=hq)
@@ -79,7 +89,7 @@ def verify_export(sam: Sam, path: Path | str, *, model_type: str, hq: bool = Fal
         stock.load_state_dict(reloaded, strict=True, assign=True)
     except RuntimeError as error:
         raise RuntimeError(f"export check failed: {path} does not load into a stock {model_type}: {error}") from error
-    key = differing_key(reloaded, sam.state_dict())
+    key = differing_key(reloaded, stock_state_dict(sam))
     if key is not None:
         raise RuntimeError(f"export check failed: {path} differs from the trained model at {key}")
 
@@ -93,8 +103,10 @@ def differing_key(saved: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
 
 
 def decoder_state(sam: Sam) -> dict[str, torch.Tensor]:
-    """The mask decoder's tensors under stock key names (``mask_decoder.…``), plain contiguous CPU tensors."""
-    return {f"mask_decoder.{k}": v.detach().cpu().contiguous() for k, v in sam.mask_decoder.state_dict().items()}
+    """The mask decoder's tensors under stock key names (``mask_decoder.…``; adapters merged), plain contiguous CPU
+    tensors."""
+    state = stock_state_dict(sam.mask_decoder)
+    return {f"mask_decoder.{k}": v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def export_decoder(sam: Sam, path: Path | str) -> Path:
@@ -119,7 +131,7 @@ def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = T
     holds others is never overwritten (``SamlitError`` naming it, before anything is written)."""
     hq = is_hq(sam.mask_decoder)
     full, decoder = (export_dir / name for name in export_names(model_type=model_type, hq=hq))
-    todo = {full: sam.state_dict(), decoder: decoder_state(sam)}
+    todo = {full: stock_state_dict(sam), decoder: decoder_state(sam)}
     if not replace:
         for path, state in list(todo.items()):
             if path.exists():
@@ -135,6 +147,15 @@ def export_run(sam: Sam, export_dir: Path, *, model_type: str, replace: bool = T
     if decoder in todo:
         export_decoder(sam, decoder)
     return full, decoder
+
+
+def export_adapters(sam: Sam, path: Path | str, *, spec: LoraSpec, model_type: str) -> Path:
+    """The unmerged LoRA adapters (``samlit.model.lora.adapter_state``) as safetensors, with the settings that made
+    them in its metadata (``adapter_metadata``), atomically to ``path``: for users who stack or swap adapters."""
+    from safetensors.torch import save
+
+    blob = save(adapter_state(sam), metadata=adapter_metadata(spec, model_type=model_type))
+    return atomic.write_bytes(Path(path), blob)
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -158,24 +179,43 @@ def cli(argv: list[str] | None = None) -> int:
                 "--onnx is not available for an HQ run (model.hq=true): its decoder also takes the early ViT feature, "
                 "which the SAM encoders of labeling tools do not output; export without --onnx"
             )
+        spec = spec_from_config(OmegaConf.load(config).get("peft"))
         weights = args.weights or model.weights
+        if spec.adapts_encoder and model.weights == "random":
+            raise SamlitError(
+                "the run used model.weights=random with encoder adapters: its base encoder exists only merged into "
+                "its own full export (export/ of the run), which train.py wrote; there is nothing to rebuild it from"
+            )
         if weights == "random":
             full_name = export_names(model_type=model.model_type, hq=hq)[0]
             raise SamlitError(
                 f"the run used model.weights=random, so its frozen encoder exists only in its full export; "
                 f"pass --weights {run_dir}/export/{full_name} (or a SAM file)"
             )
-        sam = build_sam(
-            model_type=model.model_type,
-            weights=weights,
-            weights_dir=model.get("weights_dir"),
-            decoder_weights=str(checkpoint),
-            hq=hq,
-            hq_token_only=bool(model.get("hq_token_only", True)),
-        )
+        base = {
+            "model_type": model.model_type,
+            "weights_dir": model.get("weights_dir"),
+            "hq": hq,
+            "hq_token_only": bool(model.get("hq_token_only", True)),
+        }
+        if spec.enabled:  # the run's adapters on its base weights, then merged into a plain model
+            adapted = apply_lora(build_sam(weights=weights, **base), spec)
+            load_trained(
+                adapted,
+                torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"],
+                path=str(checkpoint),
+            )
+            sam = build_sam(weights="random", **base)
+            sam.load_state_dict(stock_state_dict(adapted))
+        else:
+            adapted = sam = build_sam(weights=weights, decoder_weights=str(checkpoint), **base)
         out = args.out or rundir.export_dir(run_dir)
         full, decoder = export_run(sam, out, model_type=model.model_type, replace=False)
         print(f"{full}\n{decoder}")
+        if spec.enabled:
+            adapters = out / "adapters.safetensors"
+            if not adapters.exists():
+                print(export_adapters(adapted, adapters, spec=spec, model_type=model.model_type))
         if args.onnx:
             onnx_path = out / f"sam_{model.model_type}_decoder.onnx"
             if onnx_path.exists():

@@ -90,7 +90,8 @@ def prepare(
     stats = PrepareStats()
     store = datamodule.store
     if store is None:
-        log.info("store off (cache=none): every item is read from its files and encoded at every step")
+        if not module.encoder_trains:  # else setup said why the store is off
+            log.info("store off (cache=none): every item is read from its files and encoded at every step")
         return stats
     if store.mode == "memory" and trainer.world_size > 1:
         raise SamlitError("cache=memory keeps one process's items only; under DDP use cache=disk (shared by ranks)")

@@ -78,6 +78,8 @@ def write_markdown(
         lines += stroke_lines(zs, ft)
     if metrics.get("hq"):
         lines += hq_lines(metrics["hq"])
+    if metrics.get("trained"):
+        lines += trained_lines(metrics["trained"])
     if "frame" in metrics:
         lines += frame_lines(metrics["frame"])
     if stages := click_stages(metrics):
@@ -94,11 +96,40 @@ def write_markdown(
         lines += ["## Export", "", f"- `{metrics['export']}` ({stock})"]
         if "export_decoder" in metrics:
             lines += [f"- `{metrics['export_decoder']}` (mask decoder only, for `model.decoder_weights=`)"]
+        if "export_adapters" in metrics:
+            lines += [
+                f"- `{metrics['export_adapters']}` (the LoRA adapters alone, unmerged; the files above hold "
+                "them merged into the weights)"
+            ]
         lines += [""]
     if figures:
         lines += ["## Test overlays (ground truth | zero-shot | fine-tuned; box prompts in blue)", ""]
         lines += [f"![{p.stem}]({p.relative_to(run_dir).as_posix()})" for p in figures]
     return atomic.write_text(path, "\n".join(lines) + "\n")
+
+
+def trained_lines(trained: dict[str, Any]) -> list[str]:
+    """What trained (``metrics.json`` ``trained``): the adapters' settings and a table of parameters per part."""
+    settings = trained.get("settings")
+    if settings:
+        where = [
+            f"{part} ({', '.join(settings[key])})"
+            for part, key in (("mask decoder", "decoder_target_modules"), ("image encoder", "encoder_target_modules"))
+            if settings[key]
+        ]
+        blocks = "all blocks" if settings["blocks"] is None else f"blocks {settings['blocks']}"
+        head = (
+            f"LoRA (peft={trained['peft']}): rank {settings['r']}, alpha {settings['lora_alpha']}, dropout "
+            f"{settings['lora_dropout']} on the {' and the '.join(where)}"
+            + (f", encoder {blocks}" if settings["encoder_target_modules"] else "")
+            + f"; the mask decoder's own weights {'train' if settings['train_decoder'] else 'stay frozen'}."
+        )
+    else:
+        head = "No adapters (peft=none): the parts below train as their parameters say."
+    lines = ["## What trained", "", head, "", "| part | parameters | trainable | of them LoRA |", "|---|---|---|---|"]
+    for part, counts in trained["parameters"].items():
+        lines.append(f"| {part} | {counts['total']:,} | {counts['trainable']:,} | {counts['adapters']:,} |")
+    return [*lines, ""]
 
 
 def scores(stage: dict[str, Any], *, strokes: bool) -> list[float]:

@@ -58,6 +58,13 @@ def setup(
     datamodule.require_splits(*needs)
     log.info("data: %s", datamodule.summary())
     module = instantiate(cfg.module)
+    if module.encoder_trains and datamodule.store is not None:
+        log.info(
+            "embedding cache off: peft adapts the image encoder (peft.encoder_target_modules), whose output changes "
+            "at every step, so items are made from their files and encoded at every step (cache=%s is not used)",
+            datamodule.store.mode,
+        )
+        datamodule.store = None
     history = MetricHistory(also=(cfg.optimized_metric,) if cfg.get("optimized_metric") else ())
     loggers = instantiate_group(cfg.get("logger")) if with_loggers else []
     callbacks = [*instantiate_group(cfg.get("callbacks")), history, TestPredictions(keep=keep, order=order)]

@@ -30,10 +30,11 @@ from samlit.core import atomic
 from samlit.core.errors import SamlitError
 from samlit.core.images import read_rgb
 from samlit.model.hq import hq_summary, sam_token_while_fresh
+from samlit.model.lora import parameter_counts
 from samlit.run import dashboard, figures, report
 from samlit.run.callbacks import InterruptCheckpoint
 from samlit.run.ceiling import frame_ceilings
-from samlit.run.export import export_run
+from samlit.run.export import export_adapters, export_run
 from samlit.run.prepare import PrepareStats, prepare
 from samlit.run.rundir import claim_run_dir
 from samlit.run.setup import Job, group_choice, setup
@@ -60,8 +61,11 @@ def main(cfg: DictConfig) -> float:
     job = setup(cfg, keep=cfg.figures)
     trainer, module = job.trainer, job.module
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in module.parameters())
-    log.info("model: %s, %.2f M of %.2f M parameters train", cfg.model.model_type, trainable / 1e6, total / 1e6)
+    total = sum(p.numel() for n, p in module.named_parameters() if ".lora_" not in n)
+    adapters = f" (LoRA adapters: peft={group_choice('peft', 'none')})" if module.peft.enabled else ""
+    log.info(
+        "model: %s, %.2f M of %.2f M parameters train%s", cfg.model.model_type, trainable / 1e6, total / 1e6, adapters
+    )
     for logger in job.loggers:
         logger.log_hyperparams(resolved)  # the full resolved config (rank 0 only: Lightning's loggers say so)
 
@@ -97,6 +101,16 @@ def main(cfg: DictConfig) -> float:
             hq=hq,
         )
     return objective
+
+
+def trained_summary(module: Any, *, peft: str) -> dict[str, Any]:
+    """What trained (``metrics.json`` ``trained``): the ``peft`` option, its settings (``None`` without adapters) and
+    the parameter counts per part (``samlit.model.lora.parameter_counts``)."""
+    return {
+        "peft": peft if module.peft.enabled else "none",
+        "settings": module.peft.settings() if module.peft.enabled else None,
+        "parameters": parameter_counts(module.sam),
+    }
 
 
 def check_resume_checkpoint(path: str | None) -> None:
@@ -193,6 +207,11 @@ def write_outputs(
     trainer, module = job.trainer, job.module
     model_type = cfg.model.model_type
     export_path, decoder_path = export_run(module.sam, run_dir / "export", model_type=model_type)
+    adapters_path = None
+    if module.peft.enabled:  # the unmerged adapters too (the exports above hold them merged)
+        adapters_path = export_adapters(
+            module.sam, run_dir / "export" / "adapters.safetensors", spec=module.peft, model_type=model_type
+        )
     drawn = figures.save_comparisons(run_dir / "figures", before=zero_shot.kept, after=fine_tuned.kept)
     curves = figures.save_curves(run_dir / "figures" / "curves.png", job.history.epochs)
     per_image = dashboard.image_table(zero_shot=zero_shot.rows, fine_tuned=fine_tuned.rows)
@@ -206,6 +225,8 @@ def write_outputs(
         best_checkpoint=best_path,
         export=str(export_path.relative_to(run_dir)),
         export_decoder=str(decoder_path.relative_to(run_dir)),
+        **({"export_adapters": str(adapters_path.relative_to(run_dir))} if adapters_path else {}),
+        trained=trained_summary(module, peft=group_choice("peft", "none")),
         epochs=trainer.current_epoch,
         seed=cfg.seed,
         frame={
