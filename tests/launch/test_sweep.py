@@ -115,6 +115,40 @@ def test_summary_shows_only_the_click_columns_some_job_has(tmp_path):
     assert "| fine-tuned mIoU@1 | fine-tuned NoC@85 | fine-tuned NoC@90 | best val IoU |" in md and "mIoU@3" not in md
 
 
+def test_summary_has_the_adapter_columns_of_jobs_that_trained_adapters(tmp_path):
+    """``peft=...`` jobs: the option, trainable parameters and, of them, LoRA's, in the CSV and the markdown; a job
+    from before adapters (no ``trained``) leaves them empty."""
+    counts = {"image_encoder": (0, 0), "prompt_encoder": (0, 0), "mask_decoder": (4_058_340, 0)}
+    for num, (peft, parts) in enumerate(
+        [
+            ("none", counts),
+            ("decoder_lora", {**counts, "mask_decoder": (23_552, 23_552)}),
+            ("lora", {**counts, "image_encoder": (3_072, 3_072), "mask_decoder": (23_552, 23_552)}),
+        ]
+    ):
+        fake_job(tmp_path, num, [f"peft={peft}"], 0.3 + num / 10)
+        metrics_path = tmp_path / str(num) / "metrics.json"
+        metrics = json.loads(metrics_path.read_text())
+        metrics["trained"] = {
+            "peft": peft,
+            "settings": None,
+            "parameters": {k: {"total": 10**6, "trainable": t, "adapters": a} for k, (t, a) in parts.items()},
+        }
+        metrics_path.write_text(json.dumps(metrics))
+    fake_job(tmp_path, 3, ["loss=focal"], 0.1)
+    csv_path, md_path = write_summary(tmp_path)
+    rows = {r["job"]: r for r in csv.DictReader(csv_path.open())}
+    assert (rows["2"]["peft"], rows["2"]["trainable_params"], rows["2"]["adapter_params"]) == ("lora", "26624", "26624")
+    assert (rows["0"]["peft"], rows["0"]["trainable_params"], rows["0"]["adapter_params"]) == ("none", "4058340", "0")
+    assert rows["3"]["peft"] == rows["3"]["trainable_params"] == ""
+    md = md_path.read_text()
+    assert "| peft | trainable params | of them LoRA | best val IoU |" in md
+    assert "| decoder_lora | 23,552 | 23,552 |" in md and "| none | 4,058,340 | 0 |" in md
+    only_none = tmp_path / "only_none"
+    fake_job(only_none, 0, ["loss=dice"], 0.3)
+    assert "peft" not in write_summary(only_none)[1].read_text()
+
+
 def test_summary_of_no_jobs_writes_nothing(tmp_path):
     assert write_summary(tmp_path) is None and summarize(tmp_path) == []
     assert not (tmp_path / "sweep_summary.csv").exists()
@@ -145,7 +179,8 @@ SMALL = ["data.num_scans=16", "data.image_size=128", "trainer.max_epochs=1", "tr
 @pytest.mark.slow
 def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     """``-m trainer=ddp_cpu model.decoder_weights=null,<missing> model.hq=true,false``: 2 jobs x 2 gloo processes
-    (HQ mode, then the plain decoder; corrective clicks on), then 2 jobs that fail on the missing file. Lightning's
+    (HQ mode, then the plain decoder; corrective clicks and decoder adapters on), then 2 jobs that fail on the
+    missing file. Lightning's
     own launcher would start each worker as a new sweep in new dirs; samlit's keeps every worker in its job's dir,
     and job 1 starts workers of its own after job 0's.
     A failed job does not end the sweep: Hydra reports it at the end, the summary keeps its row. Page frame
@@ -154,8 +189,9 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     weights = f"model.decoder_weights=null,{missing}"
     page = "data.crop=none"
     clicks = ["module.corrective_clicks=1", "clicks=2"]  # click training and the N-click curve under DDP
+    adapters = "peft=decoder_lora"  # LoRA on the decoder (HQ mode's too), gradients all-reduced across the ranks
     result, sweep_dir = multirun(
-        tmp_path, *SMALL, page, *clicks, "trainer=ddp_cpu", weights, "model.hq=true,false", ok=False
+        tmp_path, *SMALL, page, *clicks, adapters, "trainer=ddp_cpu", weights, "model.hq=true,false", ok=False
     )
     assert f"error: {missing}" in result.stderr or str(missing) in result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
@@ -174,7 +210,8 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
         assert (job_dir / "train_rank1.log").is_file()  # rank 1 ran inside this job's dir
         exports = sorted(p.name for p in (job_dir / "export").iterdir())
         stem = "sam_hq_tiny" if job == "0" else "sam_tiny"
-        assert exports == [f"{stem}_decoder.pth", f"{stem}_finetuned.pth"]
+        assert exports == ["adapters.safetensors", f"{stem}_decoder.pth", f"{stem}_finetuned.pth"]
+        assert metrics["trained"]["parameters"]["mask_decoder"]["adapters"] > 0
         assert len(list((job_dir / "checkpoints").glob("*.ckpt"))) == 2  # best + last, written once (rank 0)
     # one prepare stage for the sweep: job 0's ranks made the store between them (HQ: both features), job 1 (plain)
     # found every entry
@@ -191,6 +228,7 @@ def test_ddp_sweep_one_dir_per_job_and_a_summary(tmp_path):
     assert all(str(missing) in r["overrides"] for r in rows[2:])
     assert all(0 <= float(r[k]) <= 1 for r in rows[:2] for k in ("fine_tuned_boundary_iou_1px", "fine_tuned_cldice"))
     assert all(0 <= float(r["fine_tuned_miou_at_1"]) <= 1 and r["max_clicks"] == "2" for r in rows[:2])
+    assert all(r["peft"] == "decoder_lora" and int(r["adapter_params"]) > 0 for r in rows[:2])
 
 
 @pytest.mark.slow

@@ -133,7 +133,12 @@ def test_decoder_adapters_keep_the_cache_and_the_export_cli_rebuilds_them(tmp_pa
     assert parts["image_encoder"]["trainable"] == 0 and parts["mask_decoder"]["adapters"] > 0
     check_export_cli(run_dir, tmp_path / "re-export")
     assert (tmp_path / "re-export" / "adapters.safetensors").is_file()
+    # the ONNX decoder of the merged model, checked against stock SamPredictor before it is written
     export = run_dir / "export" / "sam_tiny_finetuned.pth"
+    command = [sys.executable, "-m", "samlit.export", str(run_dir), "--weights", str(export), "--onnx"]
+    onnx = subprocess.run([*command, "--out", str(tmp_path / "onnx")], capture_output=True, text=True)
+    assert onnx.returncode == 0, onnx.stderr[-3000:]
+    assert (tmp_path / "onnx" / "sam_tiny_decoder.onnx").is_file()
     # the decoder export over the base encoder (the run's random one, kept in the full export: its encoder is
     # untouched by decoder adapters) gives the run's numbers
     evaluated = eval_metrics(
