@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,8 +33,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from samlit.core.errors import SamlitError
-
-log = logging.getLogger(__name__)
+from samlit.model.hq import HQ_PARTS
 
 ADAPTER = "default"  # peft's adapter name
 DECODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "lin1", "lin2")
@@ -59,7 +57,11 @@ class LoraSpec:
         train_decoder: whether the mask decoder's own weights also train (HQ mode: its HQ parts train as
             ``model.hq_train`` says either way).
         checkpointing: gradient checkpointing of the encoder blocks (recompute in the backward pass: less memory
-            for vit_l / vit_h, ~1.3x the time); only with encoder adapters.
+            for vit_l / vit_h, more time: ``bench/lora_step.py``); only with encoder adapters.
+
+    Raises:
+        SamlitError: a rank or alpha <= 0, a dropout outside [0, 1), an unknown target module, checkpointing without
+            encoder adapters (one line naming the ``peft.<key>``).
     """
 
     decoder_target_modules: tuple[str, ...] = ()
@@ -176,8 +178,6 @@ def apply_lora(sam: Sam, spec: LoraSpec) -> Sam:
 
 def is_sam_decoder_weight(name: str) -> bool:
     """Whether a mask-decoder parameter name is SAM's own (not one of HQ mode's added parts)."""
-    from samlit.model.hq import HQ_PARTS
-
     return name.split(".")[0] not in HQ_PARTS
 
 
