@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from samlit.core.errors import SamlitError
-from samlit.core.images import exif_orientation
+from samlit.core.images import MAX_IMAGE_PIXELS, exif_orientation, image_memory
 
 log = logging.getLogger(__name__)
 POLICIES = ("skip", "raise")
@@ -22,6 +22,8 @@ ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 SHOWN = 5  # bad files warned one by one; the rest are counted in one line (all of them are in metrics.json)
+VERIFIED = ("PNG",)  # formats whose structure Pillow's verify() checks without decoding the pixels
+READ_AS_FAR_AS_IT_GOES = ("JPEG", "MPO")  # OpenCV reads a cut-off JPEG as far as it goes (grey below): not decoded
 
 
 @dataclass(frozen=True)
@@ -51,24 +53,63 @@ def report_problems(problems: list[BadFile], *, on_bad_file: str) -> None:
         log.warning("... and %d more left out (all of them: data.bad_files in metrics.json)", len(problems) - SHOWN)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header, as the reader will see it (after an EXIF orientation, which the reader
-    applies), after checking the whole file's structure (``PIL.Image.verify``: chunk CRCs, truncation) without
-    decoding the pixels. Raises ``ValueError`` naming the problem."""
-    if not path.is_file():
-        raise ValueError(f"{path} is missing")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty (0 bytes)")
+def image_size(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) as the reader will see it (after an EXIF orientation, which the reader applies), once the
+    file is known to be readable: it opens (header), holds at most ``max_pixels`` pixels (``data.max_image_pixels``;
+    what that takes in memory: ``samlit.core.images.image_memory``) and its data is whole. A PNG's structure is
+    checked without decoding its pixels (``PIL.Image.verify``: chunk CRCs, truncation); other formats but JPEG are
+    decoded once, since their header promises nothing about their data (a TIFF compressed with a codec that is not
+    there); a JPEG is read as far as it goes. Whatever opening or reading the file raises (permission denied, a
+    truncated file, an unknown codec, ...) becomes a ``ValueError`` naming the file and the reason."""
     try:
+        if not path.is_file():
+            raise _Bad(f"{path} is {'a folder, not an image' if path.is_dir() else 'missing'}")
+        if path.stat().st_size == 0:
+            raise _Bad(f"{path} is empty (0 bytes)")
         with Image.open(path) as image:
-            size = image.size
-            image.verify()  # must come first: reading the EXIF consumes the file
-        turned = orientation(path)
+            (width, height), kind = image.size, image.format
+            if width * height > max_pixels:
+                raise _Bad(
+                    f"{path} is {width}x{height} = {_pixels(width * height)}, over data.max_image_pixels="
+                    f"{max_pixels}; it takes {image_memory(width * height)} once read: raise data.max_image_pixels"
+                )
+            try:
+                if kind in VERIFIED:
+                    image.verify()
+                elif kind not in READ_AS_FAR_AS_IT_GOES:
+                    image.load()
+            except Exception as error:  # Pillow's words for corrupt, truncated or undecodable data
+                what = "is corrupt (" if kind in VERIFIED else f"cannot be decoded ({_codec(image)}: "
+                raise _Bad(f"{path} {what}{_reason(error)})") from None
+        turned = orientation(path)  # after verify: reading the EXIF consumes the file
+    except _Bad as problem:
+        raise ValueError(str(problem)) from None
     except UnidentifiedImageError:
-        raise ValueError(f"{path} is not an image") from None
-    except (OSError, SyntaxError, ValueError) as error:  # Pillow's words for corrupt/truncated data
-        raise ValueError(f"{path} is corrupt ({error})") from None
-    return size[::-1] if turned in ROTATED else size
+        raise ValueError(f"{path} is not an image (none that Pillow can open)") from None
+    except PermissionError as error:
+        raise ValueError(f"{path} cannot be read ({error.strerror}): give this user read access") from None
+    except Exception as error:  # anything else opening or reading it raises: never a traceback
+        raise ValueError(f"{path} is corrupt ({_reason(error)})") from None
+    return (height, width) if turned in ROTATED else (width, height)
+
+
+class _Bad(Exception):
+    """A problem ``image_size`` found itself (its message is the problem)."""
+
+
+def _pixels(count: int) -> str:
+    """``"182 M px"``, or ``"26112 px"`` below a million."""
+    return f"{count / 1e6:.0f} M px" if count >= 10**6 else f"{count} px"
+
+
+def _reason(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _codec(image: Image.Image) -> str:
+    """``"TIFF, compression 'tiff_adobe_deflate'"``: the format, and the codec when the file names one."""
+    codec = image.info.get("compression")
+    return f"{image.format}, compression {codec!r}" if codec else str(image.format)
 
 
 def orientation(path: Path) -> int:

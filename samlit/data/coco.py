@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from samlit.core.errors import SamlitError
-from samlit.core.images import read_rgb
+from samlit.core.images import MAX_IMAGE_PIXELS, read_rgb
 from samlit.data.checks import BadFile, report_problems
 from samlit.data.instances import (
     IMAGE_SUFFIXES,
@@ -31,7 +32,7 @@ from samlit.data.instances import (
     instance_sample,
     warn_orientation,
 )
-from samlit.data.sample import InstanceCensus, InstanceSample
+from samlit.data.sample import InstanceCensus, InstanceSample, category_counts
 
 log = logging.getLogger(__name__)
 BOX_SOURCES = ("mask", "annotation")
@@ -91,7 +92,6 @@ class CocoSource:
         self.problems: list[BadFile] = []
         self.empty: list[str] = []  # annotations whose mask decodes to no pixel (found by census)
         self.stats: Counter[str] = Counter()
-        self.per_category: Counter[str] = Counter()
         self._records: list[CocoRecord] | None = None
 
     @staticmethod
@@ -113,13 +113,14 @@ class CocoSource:
             for split, path in self.annotations.items():
                 for record in self._parse(path, split=split):
                     if record.key in records:
-                        other = records[record.key].path
-                        self.problems.append(
-                            BadFile(
-                                record.key,
-                                f"{other} and {record.path} share the stem {record.key!r}: {record.path} left out",
-                            )
+                        first = records[record.key]
+                        problem = (
+                            f"{record.path} is in both {first.json} ({first.split}) and {record.json} "
+                            f"({record.split}): kept in {first.split} alone; list each image in one split file"
+                            if first.path == record.path
+                            else f"{first.path} and {record.path} share the stem {record.key!r}: {record.path} left out"
                         )
+                        self.problems.append(BadFile(record.key, problem))
                     else:
                         records[record.key] = record
             self._records = sorted(records.values(), key=lambda r: r.key)
@@ -134,9 +135,24 @@ class CocoSource:
                 raise SamlitError(f"data.categories: {missing} not in {path} (it has {sorted(set(names.values()))})")
         images: dict[Any, dict[str, Any]] = {}
         for entry in data["images"]:
-            if not isinstance(entry, dict) or "id" not in entry or not entry.get("file_name"):
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("id"), int | str)
+                or not isinstance(entry.get("file_name"), str)
+                or not entry["file_name"].strip()
+            ):
                 self.problems.append(
                     BadFile("?", f"{path}: image entry {str(entry)[:80]} has no id or file_name: left out")
+                )
+                continue
+            size = [entry.get("width"), entry.get("height")]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+                self.problems.append(
+                    BadFile(
+                        Path(entry["file_name"]).stem,
+                        f"{path}: image {entry['file_name']} has width, height {size}, not two whole numbers > 0 "
+                        "(its masks are decoded at that size): left out",
+                    )
                 )
                 continue
             images[entry["id"]] = entry
@@ -146,10 +162,15 @@ class CocoSource:
             if not isinstance(ann, dict):
                 self.problems.append(BadFile("?", f"{where} is not an object: left out"))
                 continue
-            if ann.get("image_id") not in images:
+            if not isinstance(ann.get("image_id"), int | str) or ann["image_id"] not in images:
                 self.problems.append(
                     BadFile("?", f"{where} has image_id {ann.get('image_id')!r}, which no image has: left out")
                 )
+                continue
+            image = images[ann["image_id"]]
+            problem = self._setting_problem(ann, names, path=path)
+            if problem:
+                self.problems.append(BadFile("?", f"{where} ({image['file_name']}): {problem}: left out"))
                 continue
             category = names.get(ann.get("category_id"), str(ann.get("category_id")))
             if self.categories and category not in self.categories:
@@ -158,12 +179,12 @@ class CocoSource:
             if ann.get("iscrowd"):
                 self.stats["crowd_annotations"] += 1  # a crowd region is never one instance to prompt
                 continue
-            image = images[ann["image_id"]]
-            problem = annotation_problem(ann, width=image.get("width"), height=image.get("height"))
+            problem = annotation_problem(
+                ann, width=image["width"], height=image["height"], needs_bbox=self.box_source == "annotation"
+            )
             if problem:
                 self.problems.append(BadFile("?", f"{where} ({image['file_name']}): {problem}: left out"))
                 continue
-            self.per_category[category] += 1
             kept[ann["image_id"]].append(
                 {
                     "segmentation": ann["segmentation"],
@@ -175,7 +196,7 @@ class CocoSource:
         records = []
         for image_id, entry in images.items():
             file = self.images / entry["file_name"]
-            size = (int(entry.get("width") or 0), int(entry.get("height") or 0))
+            size = (entry["width"], entry["height"])
             records.append(
                 CocoRecord(
                     key=Path(entry["file_name"]).stem,
@@ -188,6 +209,19 @@ class CocoSource:
             )
         return records
 
+    def _setting_problem(self, ann: dict[str, Any], names: dict[Any, str], *, path: Path) -> str | None:
+        """Why a field that a setting reads cannot be read: ``category_id`` (``data.categories``: which to keep),
+        ``iscrowd`` (a crowd region is never an instance), or ``None``. ``bbox`` (``data.box_source``) and the
+        segmentation: ``annotation_problem``."""
+        if self.categories:
+            if "category_id" not in ann:
+                return "no category_id, which data.categories reads"
+            if not isinstance(ann["category_id"], int | str) or ann["category_id"] not in names:
+                return f"category_id {ann['category_id']!r}, which no category of {path.name} has (data.categories)"
+        if ann.get("iscrowd") not in (None, 0, 1):  # True / False compare equal to 1 / 0
+            return f"iscrowd {ann['iscrowd']!r}, which is neither 0 nor 1"
+        return None
+
     def stray(self, records: list[CocoRecord]) -> list[str]:
         used = {r.path.resolve() for r in records}
         return [
@@ -196,11 +230,13 @@ class CocoSource:
             if p.is_file() and p.resolve() not in used
         ]
 
-    def check(self, records: list[CocoRecord], *, on_bad_file: str) -> tuple[list[CocoRecord], list[BadFile]]:
+    def check(
+        self, records: list[CocoRecord], *, on_bad_file: str, max_pixels: int = MAX_IMAGE_PIXELS
+    ) -> tuple[list[CocoRecord], list[BadFile]]:
         bad = list(self.problems)
         good = []
         for record in records:
-            problem = image_problem(record.path, expected=record.size, what=f"{record.json}")
+            problem = image_problem(record.path, expected=record.size, what=f"{record.json}", max_pixels=max_pixels)
             if problem:
                 bad.append(BadFile(record.key, problem))
             else:
@@ -224,7 +260,7 @@ class CocoSource:
         areas = [int(m.sum()) for m in self.masks(record)]
         empty = [a for a, n in zip(record.annotations, areas, strict=True) if not n]
         self.empty += [f"annotation {a['id']} of {record.path.name}" for a in empty]
-        return instance_census(areas, min_area=self.min_area)
+        return instance_census(areas, min_area=self.min_area, categories=[a["category"] for a in record.annotations])
 
     def read(self, record: CocoRecord) -> InstanceSample:
         boxes = None
@@ -244,9 +280,14 @@ class CocoSource:
                         len(self.empty), shown)  # fmt: skip
 
     def counts(self, census: Iterable[InstanceCensus]) -> dict[str, Any]:
+        """The census after filtering: instances per category that are trained on and scored (they add up to the
+        instances used), what the census left out per category beside it, and the annotations that were never
+        instances (crowd, other categories; bad ones are in ``bad_files``)."""
+        used, left_out = category_counts(census)
         return {
             "source": "coco",
-            "instances_per_category": dict(sorted(self.per_category.items())),
+            "instances_per_category": used,
+            "instances_left_out_per_category": left_out,
             "crowd_annotations": self.stats["crowd_annotations"],
             "annotations_other_category": self.stats["annotations_other_category"],
             "box_source": self.box_source,
@@ -281,9 +322,10 @@ def load_coco_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def annotation_problem(ann: dict[str, Any], *, width: Any, height: Any) -> str | None:
-    """Why an annotation cannot be one instance (no segmentation, a polygon under 3 points, a malformed RLE,
-    a bbox outside the ``width`` x ``height`` image), or ``None``."""
+def annotation_problem(ann: dict[str, Any], *, width: int, height: int, needs_bbox: bool = False) -> str | None:
+    """Why an annotation cannot be one instance (no segmentation, a polygon under 3 points, a malformed RLE; a
+    ``bbox`` that is not four numbers, has no area or lies outside the ``width`` x ``height`` image; no ``bbox``
+    when ``needs_bbox``: ``data.box_source=annotation`` reads it), or ``None``."""
     segmentation = ann.get("segmentation")
     if not segmentation:
         return "no segmentation (an empty mask)"
@@ -295,17 +337,58 @@ def annotation_problem(ann: dict[str, Any], *, width: Any, height: Any) -> str |
             return f"a polygon with fewer than 3 points ({len(short[0]) // 2})"
     elif not (isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation):
         return "a segmentation that is neither polygons nor RLE"
-    elif isinstance(segmentation["counts"], list) and sum(segmentation["counts"]) != int(np.prod(segmentation["size"])):
-        return "an uncompressed RLE whose counts do not add up to its size"
-    if isinstance(segmentation, dict) and [height, width] != list(segmentation["size"]):
-        return f"an RLE of size {segmentation['size']} for a {width}x{height} image"
+    else:
+        size, counts = segmentation["size"], segmentation["counts"]
+        if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) for v in size)):
+            return f"an RLE whose size {size!r} is not [height, width]"
+        if not (isinstance(counts, str) or (isinstance(counts, list) and all(_whole(v) for v in counts))):
+            return "an RLE whose counts are neither run lengths nor a compressed string"
+        if isinstance(counts, list) and sum(counts) != size[0] * size[1]:
+            return "an uncompressed RLE whose counts do not add up to its size"
+        runs = rle_runs(counts) if isinstance(counts, str) else counts
+        if isinstance(counts, str) and (runs is None or min(runs, default=0) < 0 or sum(runs) != size[0] * size[1]):
+            return "a compressed RLE whose counts do not decode to its size (pycocotools would read garbage)"
+        if [height, width] != size:
+            return f"an RLE of size {size} for a {width}x{height} image"
     bbox = ann.get("bbox")
-    if bbox is not None and width and height:
-        x, y, w, h = (float(v) for v in bbox)
-        tol = BBOX_TOLERANCE
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol or w <= 0 or h <= 0:
-            return f"bbox {bbox} outside the {width}x{height} image"
+    if bbox is None:
+        return "no bbox, which data.box_source=annotation reads (or pass data.box_source=mask)" if needs_bbox else None
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
+        return f"bbox {bbox!r} is not [x, y, width, height] (four numbers)"
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return f"bbox {bbox} has no area (width and height must be > 0)"
+    tol = BBOX_TOLERANCE
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        return f"bbox {bbox} outside the {width}x{height} image"
     return None
+
+
+def rle_runs(counts: str) -> list[int] | None:
+    """The run lengths of a compressed RLE's ``counts`` string (pycocotools' ``rleFrString``: 5 bits a character,
+    each run after the second stored as the difference to the run two before), ``None`` when it is cut off."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position == len(counts):
+                return None
+            char = ord(counts[position]) - 48
+            value |= (char & 0x1F) << shift
+            more, position, shift = bool(char & 0x20), position + 1, shift + 5
+            if not more and char & 0x10:
+                value |= -1 << shift
+        runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+    return runs
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def decode(segmentation: list | dict, *, height: int, width: int) -> np.ndarray:

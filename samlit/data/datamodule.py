@@ -20,6 +20,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from samlit.core.digests import FileDigests
 from samlit.core.errors import SamlitError
+from samlit.core.images import MAX_IMAGE_PIXELS, OPENCV_MAX_PIXELS, image_memory
 from samlit.data.augment import ImageViews
 from samlit.data.checks import BadFile
 from samlit.data.dataset import EpochSampler, ItemDataset, ItemSpec, PrepareDataset, collate_samples, make_sample
@@ -46,7 +47,13 @@ class InstanceDataModule(L.LightningDataModule):
         batch_size: items per step. seed: decides the split (and, with the epoch, each training item's random
             choices). val_fraction, test_fraction: shares of the images with an instance held out for val and test.
         prompts: training prompts (``data.prompts``: box jitter, points); val and test get the exact boxes.
-        augment: training image views. on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad file.
+        augment: training image views. on_bad_file: ``skip`` (warn, count) or ``raise`` on a bad file: one that
+            is missing, cannot be opened, read or decoded, or is too big.
+        max_image_pixels: an image with more pixels is a bad file, found from its header before any decoding (the
+            default, 300 M px, admits a 600-dpi A1 page). Once read, an image takes 3 bytes a pixel ((H, W, 3)
+            uint8; twice that while it is read): 0.51 GiB for a 14000 x 13000 scan, 0.84 GiB at the default, and
+            each of its instance masks 1 byte a pixel more in the page frame (``samlit.core.images.image_memory``);
+            at most OpenCV's own limit (2**30 px: 3 GiB, raised by OPENCV_IO_MAX_IMAGE_PIXELS).
         crop, crop_margin: the frame each instance is seen through: ``none`` = the image, ``box`` = one item per
             instance, cropped around its box grown by ``crop_margin`` of its sides (``samlit.data.frame``).
         store: where the prepared entries are (the ``cache`` group, ``samlit.data.store.Store``); ``None`` or mode
@@ -67,6 +74,7 @@ class InstanceDataModule(L.LightningDataModule):
         prompts: PromptSampler | None = None,
         augment: ImageViews | None = None,
         on_bad_file: str = "skip",
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
         crop: str = "none",
         crop_margin: float = 0.1,
         store: Store | None = None,
@@ -81,6 +89,12 @@ class InstanceDataModule(L.LightningDataModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 also = " or auto" if key == "num_workers" else ""
                 raise SamlitError(f"data.{key}={value!r} must be a whole number >= {least}{also}")
+        good = isinstance(max_image_pixels, int) and not isinstance(max_image_pixels, bool)
+        if not good or not 1 <= max_image_pixels <= OPENCV_MAX_PIXELS:
+            raise SamlitError(
+                f"data.max_image_pixels={max_image_pixels!r} must be a whole number in [1, {OPENCV_MAX_PIXELS}] "
+                f"(OpenCV reads no larger image; {image_memory(OPENCV_MAX_PIXELS)} as RGB): e.g. 300000000"
+            )
         self.source = source
         self.root = source.root
         self.min_region_area = source.min_area
@@ -92,6 +106,7 @@ class InstanceDataModule(L.LightningDataModule):
         self.prompts = prompts if prompts is not None else PromptSampler(box_jitter=0.1)
         self.augment = augment if augment is not None and augment.views > 0 else None
         self.on_bad_file = on_bad_file
+        self.max_image_pixels = max_image_pixels
         self.crop = crop
         self.crop_margin = crop_margin
         self.splits: dict[str, list[Any]] = {}
@@ -120,7 +135,9 @@ class InstanceDataModule(L.LightningDataModule):
             shown = "; ".join(self.stray_files[:3]) + ("; ..." if len(self.stray_files) > 3 else "")
             log.warning("%d files under %s are not used: %s (all: data.stray_files in metrics.json)",
                         len(self.stray_files), self.root, shown)  # fmt: skip
-        files, self.bad_images = self.source.check(found, on_bad_file=self.on_bad_file)
+        files, self.bad_images = self.source.check(
+            found, on_bad_file=self.on_bad_file, max_pixels=self.max_image_pixels
+        )
         self.census = {f.key: self.source.census(f) for f in files}
         self.instances = {key: census.instances for key, census in self.census.items()}
         self.source.warn(self.census.values())

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from samlit.core.errors import SamlitError
-from samlit.core.images import IMAGE_SUFFIXES, read_rgb
+from samlit.core.images import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, read_rgb
 from samlit.data.checks import BadFile, report_problems
 from samlit.data.instances import (
     image_problem,
@@ -93,10 +93,12 @@ class FolderSource:
                     stray.append(f"{path}: {'a folder' if path.is_dir() else why}")
         return stray
 
-    def check(self, records: list[FolderRecord], *, on_bad_file: str) -> tuple[list[FolderRecord], list[BadFile]]:
+    def check(
+        self, records: list[FolderRecord], *, on_bad_file: str, max_pixels: int = MAX_IMAGE_PIXELS
+    ) -> tuple[list[FolderRecord], list[BadFile]]:
         good, bad, seen = [], [], {}
         for record in records:
-            problem = self._problem(record, seen)
+            problem = self._problem(record, seen, max_pixels=max_pixels)
             if problem:
                 bad.append(BadFile(record.key, problem))
             else:
@@ -106,12 +108,12 @@ class FolderSource:
         self.exif_oriented = warn_orientation(r.image for r in good)
         return good, bad
 
-    def _problem(self, record: FolderRecord, seen: dict[str, Path]) -> str | None:
+    def _problem(self, record: FolderRecord, seen: dict[str, Path], *, max_pixels: int) -> str | None:
         if record.key in seen:
             return f"{seen[record.key]} and {record.image} share the stem {record.key!r}: {record.image} left out"
         if not record.mask.is_file():
             return f"{record.mask} is missing: image {record.image} left out (every image needs its label image)"
-        problem = image_problem(record.mask, expected=None, what=f"image {record.image}")
+        problem = image_problem(record.mask, expected=None, what=f"image {record.image}", max_pixels=max_pixels)
         if problem:
             return problem
         with Image.open(record.mask) as mask:
@@ -121,7 +123,7 @@ class FolderSource:
                 f"{record.mask} is a {mode} image, not a label image: save instance labels as one channel "
                 "(8- or 16-bit grayscale or palette); image left out"
             )
-        return image_problem(record.image, expected=size, what=f"its label image {record.mask}")
+        return image_problem(record.image, expected=size, what=f"its label image {record.mask}", max_pixels=max_pixels)
 
     def labels(self, record: FolderRecord) -> np.ndarray:
         """(H, W) int: 0 background, one value per instance (``components``: one per connected component)."""

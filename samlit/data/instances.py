@@ -10,18 +10,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from samlit.core.images import IMAGE_SUFFIXES, exif_orientation
+from samlit.core.images import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, exif_orientation
 from samlit.data.checks import image_size
 from samlit.data.sample import InstanceCensus, InstanceSample, canonical_order, tight_boxes
 
 log = logging.getLogger(__name__)
 
 
-def image_problem(path: Path, *, expected: tuple[int, int] | None, what: str) -> str | None:
-    """Why the image ``path`` cannot be used (missing, empty, corrupt, not an image, or not ``expected``
-    (width, height) as read, i.e. after its EXIF orientation), or ``None``."""
+def image_problem(
+    path: Path, *, expected: tuple[int, int] | None, what: str, max_pixels: int = MAX_IMAGE_PIXELS
+) -> str | None:
+    """Why the image ``path`` cannot be used (missing, unreadable, empty, corrupt, not an image, over ``max_pixels``
+    pixels (``samlit.data.checks.image_size``), or not ``expected`` (width, height) as read, i.e. after its EXIF
+    orientation), or ``None``."""
     try:
-        size = image_size(path)
+        size = image_size(path, max_pixels=max_pixels)
     except ValueError as error:
         return f"{error}: {what} left out"
     if expected is not None and tuple(size) != tuple(expected):
@@ -42,11 +45,20 @@ def instance_sample(
     return InstanceSample(key=key, image=image, masks=masks[order], boxes=boxes[order])
 
 
-def instance_census(areas: list[int], *, min_area: int) -> InstanceCensus:
-    """Count instances by pixel area: used (>= ``min_area``), empty (0 px) and specks (below ``min_area``)."""
-    used = sum(a >= max(min_area, 1) for a in areas)
-    empty = sum(a == 0 for a in areas)
-    return InstanceCensus(instances=used, without_ink=empty, below_min_area=len(areas) - used - empty)
+def instance_census(areas: list[int], *, min_area: int, categories: list[str] | None = None) -> InstanceCensus:
+    """Count instances by pixel area: used (>= ``min_area``), empty (0 px) and specks (below ``min_area``); with
+    ``categories`` (each instance's category name, in the order of ``areas``) the same counts per category."""
+    kinds = ["instances" if a >= max(min_area, 1) else "without_ink" if a == 0 else "below_min_area" for a in areas]
+    per_category: dict[str, dict[str, int]] = {}
+    for name, kind in zip(categories or [], kinds, strict=categories is not None):
+        counts = per_category.setdefault(name, {"instances": 0, "without_ink": 0, "below_min_area": 0})
+        counts[kind] += 1
+    return InstanceCensus(
+        instances=kinds.count("instances"),
+        without_ink=kinds.count("without_ink"),
+        below_min_area=kinds.count("below_min_area"),
+        categories=per_category,
+    )
 
 
 def warn_orientation(paths: Iterable[Path]) -> int:

@@ -4,9 +4,13 @@ instances with ink only."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+LEFT_OUT = ("without_ink", "below_min_area")  # the kinds of instances a census counts and leaves out
 
 
 @dataclass
@@ -29,13 +33,31 @@ class InstanceCensus:
     """An image's instances: ``instances`` (at least ``min_region_area`` px, with ink: trained on and scored),
     ``without_ink`` (big enough, but no ink inside: left out) and ``below_min_area`` (specks: left out); and how
     its ground truth had to be read: ``grey_share`` per file (pixels neither of its two main values:
-    thresholded) and ``outline_share`` (share of the region map's regions that hole filling added)."""
+    thresholded) and ``outline_share`` (share of the region map's regions that hole filling added); for sources
+    with categories (COCO) the same three counts per category name, ``categories[name] = {"instances": used,
+    "without_ink": n, "below_min_area": m}``."""
 
     instances: int
     without_ink: int
     below_min_area: int
     grey_share: dict[str, float] = field(default_factory=dict)
     outline_share: float = 0.0
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def category_counts(census: Iterable[InstanceCensus]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The data set's instances per category after filtering, i.e. the ones trained on and scored (they add up to
+    the ``instances`` of ``census``), and beside them what was left out per category (``LEFT_OUT`` kinds, the
+    categories and kinds with none left out omitted)."""
+    used: Counter[str] = Counter()
+    left_out: dict[str, Counter[str]] = {}
+    for image in census:
+        for name, counts in image.categories.items():
+            used[name] += counts.get("instances", 0)
+            for kind in LEFT_OUT:
+                if counts.get(kind, 0):
+                    left_out.setdefault(name, Counter())[kind] += counts[kind]
+    return dict(sorted(used.items())), {name: dict(left_out[name]) for name in sorted(left_out)}
 
 
 def with_ink(sample: InstanceSample) -> InstanceSample:

@@ -29,8 +29,10 @@ class Source(Protocol):
     def stray(self, records: list[Any]) -> list[str]:
         """Files of the data folders that no record uses, each as ``"<path>: <why>"``."""
 
-    def check(self, records: list[Any], *, on_bad_file: str) -> tuple[list[Any], list[BadFile]]:
-        """Good records and bad ones (warned, or one-line ``SamlitError`` with ``on_bad_file="raise"``)."""
+    def check(self, records: list[Any], *, on_bad_file: str, max_pixels: int) -> tuple[list[Any], list[BadFile]]:
+        """Good records and bad ones (warned, or one-line ``SamlitError`` with ``on_bad_file="raise"``): whatever
+        opening or reading a file raises, and a file over ``max_pixels`` pixels, makes a bad one
+        (``samlit.data.checks.image_size``)."""
 
     def census(self, record: Any) -> InstanceCensus:
         """The record's instances by kind, without decoding its image."""

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from samlit.core.errors import SamlitError
-from samlit.core.images import read_gray, read_rgb
+from samlit.core.images import MAX_IMAGE_PIXELS, read_gray, read_rgb
 from samlit.data.checks import BadFile, check_policy, image_size, orientation, report_problems
 from samlit.data.ground_truth import fill_holes, foreground
 from samlit.data.sample import InstanceCensus, InstanceSample
@@ -203,10 +203,12 @@ def _check_same_size(scan: Path, image: np.ndarray, path: Path, other: np.ndarra
         raise SamlitError(f"size mismatch: {scan} is {w}x{h} px but {path} is {w2}x{h2} px")
 
 
-def scan_problem(files: ScanFiles) -> str | None:
-    """What is wrong with a scan's three files, or ``None``."""
+def scan_problem(files: ScanFiles, *, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
+    """What is wrong with a scan's three files (``samlit.data.checks.image_size``), or ``None``."""
     try:
-        sizes = {path: image_size(path) for path in (files.scan, files.pixel_gt, files.region_map)}
+        sizes = {
+            path: image_size(path, max_pixels=max_pixels) for path in (files.scan, files.pixel_gt, files.region_map)
+        }
     except ValueError as error:
         return str(error)
     (w, h) = sizes[files.scan]
@@ -219,13 +221,15 @@ def scan_problem(files: ScanFiles) -> str | None:
     return None
 
 
-def check_scans(files: list[ScanFiles], *, on_bad_file: str) -> tuple[list[ScanFiles], list[BadFile]]:
+def check_scans(
+    files: list[ScanFiles], *, on_bad_file: str, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[list[ScanFiles], list[BadFile]]:
     """Split ``files`` into good scans and bad ones, by ``data.on_bad_file`` (``skip`` | ``raise``,
-    ``samlit.data.checks.report_problems``)."""
+    ``samlit.data.checks.report_problems``); a file over ``max_pixels`` pixels is a bad one."""
     check_policy(on_bad_file)
     good, bad = [], []
     for scan in files:
-        problem = scan_problem(scan)
+        problem = scan_problem(scan, max_pixels=max_pixels)
         if problem is None:
             good.append(scan)
         else:
@@ -257,8 +261,10 @@ class StaverSource:
     def stray(self, records: list[ScanFiles]) -> list[str]:
         return stray_files(self.root, [r.key for r in records])
 
-    def check(self, records: list[ScanFiles], *, on_bad_file: str) -> tuple[list[ScanFiles], list]:
-        return check_scans(records, on_bad_file=on_bad_file)
+    def check(
+        self, records: list[ScanFiles], *, on_bad_file: str, max_pixels: int = MAX_IMAGE_PIXELS
+    ) -> tuple[list[ScanFiles], list]:
+        return check_scans(records, on_bad_file=on_bad_file, max_pixels=max_pixels)
 
     def census(self, record: ScanFiles) -> InstanceCensus:
         return stamp_census(record, min_region_area=self.min_area)

@@ -136,7 +136,8 @@ def summarize(sweep_dir: Path | str) -> list[dict[str, Any]]:
 
 def write_summary(sweep_dir: Path | str, *, rows: list[dict[str, Any]] | None = None) -> tuple[Path, Path] | None:
     """Write ``sweep_summary.csv`` and ``.md`` atomically from ``rows`` (default: ``summarize(sweep_dir)``);
-    ``None`` when no job dir exists yet."""
+    ``None`` when no job dir exists yet. Both are written to temp files first and renamed into place only once both
+    are whole (``samlit.core.atomic.replacing``), so a failure (a full disk) leaves the old pair as it was."""
     sweep_dir = Path(sweep_dir)
     rows = summarize(sweep_dir) if rows is None else rows
     if not rows:
@@ -147,8 +148,11 @@ def write_summary(sweep_dir: Path | str, *, rows: list[dict[str, Any]] | None = 
     best = rows[0] if rows[0]["status"] == "ok" else None
     for row in rows:
         writer.writerow({**row, "best": row is best})
-    csv_path = atomic.write_text(sweep_dir / "sweep_summary.csv", buffer.getvalue())
-    md_path = atomic.write_text(sweep_dir / "sweep_summary.md", markdown(rows, best=best, sweep_dir=sweep_dir))
+    table = markdown(rows, best=best, sweep_dir=sweep_dir)
+    csv_path, md_path = sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_summary.md"
+    with atomic.replacing(csv_path) as csv_file, atomic.replacing(md_path) as md_file:
+        csv_file.write(buffer.getvalue().encode("utf-8"))
+        md_file.write(table.encode("utf-8"))
     return csv_path, md_path
 
 

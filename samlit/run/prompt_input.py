@@ -47,6 +47,7 @@ from samlit.data.prompts import clip_boxes
 log = logging.getLogger(__name__)
 LOW_RES_SUFFIX = "_low_res_logits.npy"  # <stem>_low_res_logits.npy: an image's logits, a later mask_input=
 INSTANCE_KEYS = ("box", "points", "labels")  # an instance object of the boxes= JSON
+BOX_FORM = "boxes are [x0, y0, x1, y1], two corners in pixels, not [x, y, width, height]"
 INSTANCE_FORM = '{"box": [x0,y0,x1,y1], "points": [[x,y], ...], "labels": [1, 0, ...]}'
 
 
@@ -102,8 +103,8 @@ def as_prompts(boxes: Any, points: Any = None, labels: Any = None) -> list[Promp
 
 def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np.ndarray:
     """(N, 4) float boxes inside the image: boxes reaching outside are clipped with a warning; a box with no
-    area inside the image, a box that is not four finite numbers (``"x0,y0,x1,y1"`` text is read too) is a
-    SamlitError."""
+    area inside the image, a box that is not four finite numbers (``"x0,y0,x1,y1"`` text is read too), a box whose
+    x1 <= x0 or y1 <= y0 (e.g. an [x, y, width, height] box: the message gives its corners) is a SamlitError."""
     usage = f"{source}: a box is [x0,y0,x1,y1] (four finite numbers, pixels) or a list of them, got {boxes!r}"
     if isinstance(boxes, str):
         boxes = boxes.strip().strip("[]").split(",")
@@ -114,6 +115,10 @@ def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np
     array = array[None] if array.ndim == 1 else array
     if array.ndim != 2 or array.shape[1] != 4 or len(array) == 0 or not np.isfinite(array).all():
         raise SamlitError(usage)
+    for box in array:
+        reversed_side = reversed_corners(box)
+        if reversed_side:
+            raise SamlitError(f"{source}: box {box.tolist()} has {reversed_side}: {BOX_FORM}{xywh_hint(box)}")
     height, width = image_size
     clipped = clip_boxes(array, image_size=image_size)
     for before, after in zip(array, clipped, strict=True):
@@ -122,6 +127,23 @@ def checked_boxes(boxes: Any, *, image_size: tuple[int, int], source: str) -> np
         if not np.array_equal(before, after):
             log.warning("%s: box %s reaches outside the image; clipped to %s", source, before.tolist(), after.tolist())
     return clipped
+
+
+def reversed_corners(box: np.ndarray) -> str | None:
+    """``"x1 (111) < x0 (300)"`` when a box's second corner is not below and right of its first, else ``None``."""
+    for axis, low, high in (("x", box[0], box[2]), ("y", box[1], box[3])):
+        if high <= low:
+            return f"{axis}1 ({high:g}) {'<' if high < low else '='} {axis}0 ({low:g})"
+    return None
+
+
+def xywh_hint(box: np.ndarray) -> str:
+    """``"; if it is [x, y, width, height], pass [300, 40, 411, 111]"``: the corners of the box a COCO-style
+    [x, y, w, h] means (``""`` when it cannot be one)."""
+    x, y, w, h = box.tolist()
+    if w <= 0 or h <= 0:
+        return ""
+    return f"; if it is [x, y, width, height], pass [{x:g}, {y:g}, {x + w:g}, {y + h:g}]"
 
 
 def checked_clicks(

@@ -108,10 +108,12 @@ def test_crowd_other_categories_and_a_given_split(data):
 
     content = edit_json(data, change)
     source = coco(data, categories=["stamp"])
-    read_all(source)
-    counts = source.counts([])
+    records, _ = source.check(source.find(), on_bad_file="skip")
+    census = [source.census(r) for r in records]
+    counts = source.counts(census)
     assert counts["crowd_annotations"] == 1 and counts["annotations_other_category"] == 1
     assert counts["instances_per_category"] == {"stamp": len(content["annotations"]) - 2}
+    assert counts["instances_per_category"]["stamp"] == sum(c.instances for c in census)
     with pytest.raises(SamlitError, match=r"data.categories: \['tree'\] not in"):
         coco(data, categories=["tree"]).find()
 
@@ -307,3 +309,202 @@ def test_data_info_and_export_cli(exported, tmp_path, capsys):
     assert "already exists; it is not overwritten" in capsys.readouterr().err
     assert cli(["info", "data=coco", f"paths.root_dir={tmp_path}"]) == 2
     assert capsys.readouterr().err.startswith("error: data.images is not set")
+
+
+# --- issue 26: every field a setting reads is checked up front; one census; an export is all or nothing ---
+
+
+def first_annotation_and_image(content: dict) -> tuple[dict, str]:
+    first = content["annotations"][0]
+    return first, next(im["file_name"] for im in content["images"] if im["id"] == first["image_id"])
+
+
+def test_an_annotation_without_bbox_is_named_when_box_source_reads_it(data, caplog, tmp_path, capsys):
+    """data.box_source=annotation reads COCO's bbox: an annotation without one is a bad input at find/check time
+    (named), not a ``cannot reshape array`` in a loader worker; with box_source=mask nothing reads it."""
+    content = edit_json(data, lambda c: c["annotations"][0].pop("bbox"))
+    first, name = first_annotation_and_image(content)
+    needle = f"annotation {first['id']} ({name}): no bbox, which data.box_source=annotation reads"
+    records = check_bad(lambda: coco(data, box_source="annotation"), needle, caplog)
+    source = coco(data, box_source="annotation")
+    samples = [source.read(r) for r in records]  # every record left reads, boxes from the bboxes
+    assert sum(len(s.boxes) for s in samples) == len(content["annotations"]) - 1
+    assert all(s.boxes.shape == (len(s.masks), 4) for s in samples)
+
+    by_mask, bad = read_all(coco(data))  # box_source=mask never reads bbox: the annotation is an instance
+    assert not bad and sum(len(s.boxes) for s in by_mask) == len(content["annotations"])
+
+    from samlit.launch.data_cli import cli
+
+    args = ["data=coco", f"data.images={data}/images", f"data.annotations={data}/instances.json"]
+    assert cli(["info", *args, "data.box_source=annotation", f"paths.root_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "1 bad inputs left out" in out and f"left out: {data}/instances.json: {needle}" in out
+
+
+@pytest.mark.parametrize(
+    "change,kwargs,needle",
+    [  # each crashed (or was read silently wrong) before; each a setting's field or one every image needs
+        (lambda a, i: a.pop("category_id"), {"categories": ["stamp"]}, "no category_id, which data.categories reads"),
+        (lambda a, i: a.update(category_id=99), {"categories": ["stamp"]}, "category_id 99, which no category of"),
+        (lambda a, i: a.update(iscrowd="yes"), {}, "iscrowd 'yes', which is neither 0 nor 1"),
+        (lambda a, i: a.update(bbox=[1, 2, 3]), {}, "bbox [1, 2, 3] is not [x, y, width, height] (four numbers)"),
+        (lambda a, i: a.update(bbox=[1, 2, 0, 5]), {"box_source": "annotation"}, "bbox [1, 2, 0, 5] has no area"),
+        (lambda a, i: i.update(width="wide"), {}, "has width, height ['wide', "),
+        (
+            lambda a, i: a.update(segmentation={"size": [i["height"], i["width"]], "counts": "zz"}),
+            {},
+            "a compressed RLE whose counts do not decode to its size",
+        ),
+        (lambda a, i: a.update(segmentation={"size": 7, "counts": "zz"}), {}, "an RLE whose size 7 is not"),
+    ],
+)
+def test_every_field_a_setting_reads_is_checked_up_front(data, caplog, change, kwargs, needle):
+    def edit(content):
+        first = content["annotations"][0]
+        change(first, next(im for im in content["images"] if im["id"] == first["image_id"]))
+
+    content = edit_json(data, edit)
+    records = check_bad(lambda: coco(data, **kwargs), needle, caplog)
+    source = coco(data, **kwargs)
+    for record in records:  # what is left reads and counts without an error
+        source.census(record)
+        source.read(record)
+    assert len(records) >= len(content["images"]) - 1
+
+
+def test_an_image_in_two_split_files_is_named(data, caplog):
+    """data.annotations={train, val, test}: an image listed in two split files is named (kept in the first)."""
+    content = json.loads((data / "instances.json").read_text())
+    split = {name: data / f"{name}.json" for name in ("train", "val", "test")}
+    for i, path in enumerate(split.values()):
+        images = content["images"][i::3] + (content["images"][:1] if i == 2 else [])  # image 0 also in test
+        ids = {im["id"] for im in images}
+        path.write_text(json.dumps({**content, "images": images, "annotations": [
+            a for a in content["annotations"] if a["image_id"] in ids
+        ]}))  # fmt: skip
+    name = content["images"][0]["file_name"]
+    needle = f"{data}/images/{name} is in both {split['train']} (train) and {split['test']} (test): kept in train"
+    check_bad(lambda: CocoSource(images=data / "images", annotations=split), needle, caplog)
+
+
+def test_instances_per_category_is_the_census_after_filtering(data, tmp_path, capsys):
+    """Issue 26: ``instances per category: {'object': 16}`` beside ``instances: 10 used``. The per-category counts
+    are the instances used (after empty masks and specks are dropped), with what was dropped beside them."""
+
+    def change(content):
+        content["categories"] = [{"id": 1, "name": "object"}, {"id": 2, "name": "tiny"}]
+        first, second, third = content["annotations"][:3]
+        first["segmentation"] = [[5, 5, 5, 5, 5, 5]]  # covers no pixel
+        second["segmentation"] = [[1, 1, 4, 1, 4, 4, 1, 4]]  # a 3x3 speck, below min_region_area=16
+        third["category_id"] = 2
+        third["segmentation"] = [[1, 1, 3, 1, 3, 3, 1, 3]]  # the only "tiny": a speck too
+        for ann in (first, second, third):
+            ann.pop("bbox")
+
+    content = edit_json(data, change)
+    module = InstanceDataModule(source=coco(data))
+    module.setup()
+    summary = module.summary()
+    used = sum(module.instances.values())
+    assert used == len(content["annotations"]) - 3
+    assert summary["instances_per_category"] == {"object": used, "tiny": 0}
+    assert summary["instances_left_out_per_category"] == {
+        "object": {"without_ink": 1, "below_min_area": 1},
+        "tiny": {"below_min_area": 1},
+    }
+    assert sum(summary[f"{s}_instances"] for s in ("train", "val", "test")) == used  # the splits agree too
+
+    from samlit.launch.data_cli import cli
+
+    args = ["data=coco", f"data.images={data}/images", f"data.annotations={data}/instances.json"]
+    assert cli(["info", *args, f"paths.root_dir={tmp_path}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith(f"instances: {used} used, 1 empty, 2 below data.min_region_area=16 px")
+    assert lines[3] == (
+        f"instances per category: {{'object': {used}, 'tiny': 0}}; left out: object 1 empty, 1 below "
+        "data.min_region_area; tiny 1 below data.min_region_area"
+    )
+
+
+def overlapping(data: Path) -> str:
+    """Give the first image a second annotation over its first one; returns that image's stem."""
+    content = edit_json(data, lambda c: c["annotations"].append({**c["annotations"][0], "id": 9999}))
+    return Path(first_annotation_and_image(content)[1]).stem
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_failed_export_leaves_nothing_and_names_coco_only(data, tmp_path):
+    """Issue 26: export on overlapping instances stopped with a clear line but left images/pair00.png, and its
+    hint "use COCO alone" named no option. Now nothing is written, and the hint is --coco-only, which works."""
+    stem = overlapping(data)
+    out = tmp_path / "out"
+    with pytest.raises(SamlitError) as error:
+        export_instances(coco(data), out=out)
+    message = str(error.value)
+    assert message.startswith(f"{stem}: instances overlap") and "pass --coco-only" in message
+    assert not out.exists() and leftovers(tmp_path) == []
+
+    counts = export_instances(coco(data), out=out, labels=False)  # --coco-only
+    written = json.loads((out / "instances.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["images", "instances.json"] and leftovers(tmp_path) == []
+    assert counts["instances"] == len(written["annotations"]) and len(list((out / "images").iterdir())) == 12
+
+
+def test_an_export_into_an_existing_folder_is_all_or_nothing(data, tmp_path, monkeypatch):
+    """Another failure (a read error half way) into a folder that holds other files: they stay, nothing is added;
+    a folder holding part of an export is refused; a whole export adds its three entries beside the others."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    source = coco(data)
+    real_read, calls = source.read, []
+
+    def read_then_fail(record):
+        calls.append(record.key)
+        if len(calls) == 5:
+            raise SamlitError(f"{record.path} is not a readable image")
+        return real_read(record)
+
+    monkeypatch.setattr(source, "read", read_then_fail)
+    with pytest.raises(SamlitError, match="is not a readable image"):
+        export_instances(source, out=out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and leftovers(tmp_path) == []
+
+    assert export_instances(coco(data), out=out)["images"] == 12
+    assert sorted(p.name for p in out.iterdir()) == ["images", "instances.json", "masks", "notes.txt"]
+    (out / "instances.json").unlink()  # an export's folders without its JSON: still not overwritten
+    with pytest.raises(SamlitError, match=rf"{out}/images already exists; it is not overwritten: pass another --out"):
+        export_instances(coco(data), out=out)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SamlitError, match=r"--out .*/file is a file: pass a folder"):
+        export_instances(coco(data), out=tmp_path / "file")
+
+
+def test_data_export_takes_out_before_or_after_the_overrides(data, tmp_path, capsys):
+    """Issue 26: ``python -m samlit.data export --out DIR <overrides>`` (the README's order) failed with
+    ``unrecognized arguments``; options and overrides now come in any order, --coco-only too."""
+    from samlit.launch.data_cli import cli
+
+    args = ["data=coco", f"data.images={data}/images", f"data.annotations={data}/instances.json"]
+    root = f"paths.root_dir={tmp_path}"
+    orders = {
+        "before": ["export", "--out", str(tmp_path / "before"), *args, root],
+        "after": ["export", *args, root, "--out", str(tmp_path / "after")],
+        "between": ["export", args[0], f"--out={tmp_path / 'between'}", *args[1:], root],
+    }
+    for name, argv in orders.items():
+        assert cli(argv) == 0, capsys.readouterr().err
+        assert json.loads((tmp_path / name / "instances.json").read_text())["annotations"]
+        assert (tmp_path / name / "masks").is_dir()
+    stem = overlapping(data)
+    assert cli(["export", "--out", str(tmp_path / "over"), *args, root]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {stem}: instances overlap") and line.endswith("instances.json and images/ alone")
+    assert not (tmp_path / "over").exists()
+    assert cli(["export", "--coco-only", "--out", str(tmp_path / "over"), *args, root]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"-> {tmp_path / 'over'}: instances.json, images/")
+    assert not (tmp_path / "over" / "masks").exists()

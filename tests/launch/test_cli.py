@@ -86,3 +86,22 @@ def test_help_imports_no_command(tmp_path):
     code += "('torch', 'hydra', 'lightning') or m.startswith('samlit.')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert result.stdout.splitlines()[-1] == "['samlit.cli']"
+
+
+def test_data_export_as_the_readme_writes_it(tmp_path):
+    """Issue 26: ``python -m samlit.data export --out DIR <overrides>`` (the README's order) failed with
+    ``unrecognized arguments``; it writes the export now, and the other order still does."""
+    from samlit.data.synthetic import generate_synthetic_staver
+
+    root = generate_synthetic_staver(root=tmp_path / "staver", num_scans=4, image_size=64, seed=1)
+    overrides = ["data=staver", f"data.root={root}", f"paths.root_dir={tmp_path}"]
+    for out, argv in (
+        ("a", ["--out", str(tmp_path / "a"), *overrides]),
+        ("b", [*overrides, "--out", str(tmp_path / "b")]),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "samlit.data", "export", *argv], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().endswith(f"-> {tmp_path / out}: instances.json, images/, masks/")
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == ["images", "instances.json", "masks"]

@@ -149,6 +149,41 @@ def test_summary_has_the_adapter_columns_of_jobs_that_trained_adapters(tmp_path)
     assert "peft" not in write_summary(only_none)[1].read_text()
 
 
+def test_a_summary_that_fails_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    """Issue 26 (a command that fails leaves nothing half-written): a summary that cannot be made, or a write that
+    fails (here: the disk fills on the markdown), leaves the old pair as it was and no temp file."""
+    from samlit.core import atomic
+    from samlit.launch import sweep
+
+    fake_job(tmp_path, 0, ["loss=dice"], 0.30)
+    old = [path.read_bytes() for path in write_summary(tmp_path)]
+    fake_job(tmp_path, 1, ["loss=focal"], 0.40)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the table")
+
+    monkeypatch.setattr(sweep, "markdown", broken)
+    with pytest.raises(RuntimeError):
+        write_summary(tmp_path)
+    files = [tmp_path / "sweep_summary.csv", tmp_path / "sweep_summary.md"]
+    assert [path.read_bytes() for path in files] == old and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.undo()
+
+    real_replace = atomic.os.replace
+
+    def full_disk(source, target):
+        if str(target).endswith(".md"):
+            raise OSError(28, "No space left on device")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
+    with pytest.raises(OSError, match=r"cannot write .*sweep_summary\.md: No space left on device"):
+        write_summary(tmp_path)
+    assert [path.read_bytes() for path in files] == old and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert len(list(csv.DictReader(write_summary(tmp_path)[0].open()))) == 2
+
+
 def test_summary_of_no_jobs_writes_nothing(tmp_path):
     assert write_summary(tmp_path) is None and summarize(tmp_path) == []
     assert not (tmp_path / "sweep_summary.csv").exists()

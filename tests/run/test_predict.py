@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -124,7 +125,11 @@ def test_predict_cli_writes_masks_overlays_and_json(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "box,needle",
-    [("[400,10,500,90]", "has no area inside the 300x200 image"), ("[1,2,3]", "a box is [x0,y0,x1,y1]")],
+    [
+        ("[400,10,500,90]", "has no area inside the 300x200 image"),
+        ("[1,2,3]", "a box is [x0,y0,x1,y1]"),
+        ("[300,40,111,71]", "x1 (111) < x0 (300): boxes are [x0, y0, x1, y1]"),  # an xywh box (issue 26)
+    ],
 )
 def test_predict_cli_bad_box_is_one_line(tmp_path, box, needle):
     cv2.imwrite(str(tmp_path / "a.png"), scan())
@@ -224,6 +229,32 @@ def test_malformed_boxes_are_one_line(boxes):
 
     with pytest.raises(SamlitError, match=r"scan.png: a box is \[x0,y0,x1,y1\]"):
         checked_boxes(boxes, image_size=(200, 300), source="scan.png")
+
+
+@pytest.mark.parametrize(
+    "box,reversed_side,corners",
+    [
+        ([300, 40, 111, 71], "x1 (111) < x0 (300)", "[300, 40, 411, 111]"),  # issue 26: [x, y, width, height]
+        ("10,200,50,20", "y1 (20) < y0 (200)", "[10, 200, 60, 220]"),
+        ([[20, 30, 120, 110], [150, 60, 150, 170]], "x1 (150) = x0 (150)", "[150, 60, 300, 230]"),
+    ],
+)
+def test_an_xywh_box_says_which_corner_comes_first(box, reversed_side, corners):
+    """A box whose x1 <= x0 or y1 <= y0 (an [x, y, width, height] box) is one line saying so, with the corners the
+    box would have as [x, y, width, height]; not "no area inside the image" (on the command line and in the JSON)."""
+    from samlit.run.prompt_input import checked_boxes, table_prompts
+
+    with pytest.raises(SamlitError) as error:
+        checked_boxes(box, image_size=(600, 800), source="scan.png")
+    message = str(error.value)
+    assert f"has {reversed_side}: boxes are [x0, y0, x1, y1]" in message and "not [x, y, width, height]" in message
+    assert f"if it is [x, y, width, height], pass {corners}" in message and "\n" not in message
+    assert "no area" not in message
+    entries = box if isinstance(box[0], list) else [box]
+    with pytest.raises(
+        SamlitError, match=rf'boxes=b.json "scan.png" instance \d: box .* has {re.escape(reversed_side)}'
+    ):
+        table_prompts([{"box": e} for e in entries], image_size=(600, 800), source='boxes=b.json "scan.png"')
 
 
 def test_a_box_written_as_text_is_read():
