@@ -19,6 +19,7 @@ Validation and test steps return what they predicted (``Prediction`` rows); call
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,6 +27,7 @@ import lightning as L
 import torch
 from segment_anything.modeling import Sam
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchmetrics import SumMetric
 
 from samlit.core.batch import Group, Prediction, points_of
@@ -71,6 +73,9 @@ class SamFineTuner(L.LightningModule):
             region (``samlit.model.interactive.click_ious``), logged as ``test/clicks/<key>`` (``ClickCurve``).
         seed: with the epoch, the item's key and the pass, seeds each training click and mask-prompt choice, so
             workers, DDP and a resumed run draw the same ones.
+        max_prompts_per_call: at most this many prompts per decoder call (``decode_in_parts``; ``None``: all of a
+            call's at once): an image with hundreds of instances (page frame) takes one part's memory, not
+            hundreds of prompts' (~100 MB each on tiny, CPU, with gradients).
         peft: LoRA adapters on the mask decoder and / or the image encoder (``samlit.model.lora``; ``None``: none).
             With encoder adapters the encoder trains: it runs on each group's ``image`` at every step (the run
             turns the embedding cache off) and its adapters are in the checkpoints.
@@ -94,6 +99,7 @@ class SamFineTuner(L.LightningModule):
         click_from_truth_probability: float = 0.1,
         test_clicks: int = 0,
         seed: int = 0,
+        max_prompts_per_call: int | None = 16,
         peft: LoraSpec | None = None,
     ) -> None:
         super().__init__()
@@ -107,6 +113,14 @@ class SamFineTuner(L.LightningModule):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 name = "clicks" if key == "test_clicks" else f"module.{key}"
                 raise SamlitError(f"{name}={value!r} must be a whole number of clicks >= 0 (0 = off)")
+        if max_prompts_per_call is not None and (
+            isinstance(max_prompts_per_call, bool)
+            or not isinstance(max_prompts_per_call, int)
+            or max_prompts_per_call < 1
+        ):
+            raise SamlitError(
+                f"module.max_prompts_per_call={max_prompts_per_call!r} must be a whole number >= 1 (or null: no limit)"
+            )
         for key, value in (
             ("mask_prompt_probability", mask_prompt_probability),
             ("click_from_truth_probability", click_from_truth_probability),
@@ -191,9 +205,36 @@ class SamFineTuner(L.LightningModule):
             low-res mask logits (N, 256, 256) and predicted IoU (N,).
         """
         features = self.image_features(group) if features is None else features
-        return decode_prompts(
-            self.sam, boxes=group["boxes"], points=points_of(group), mask_input=group.get("mask_input"), **features
-        )
+        boxes, points, mask_input = group["boxes"], points_of(group), group.get("mask_input")
+
+        def decode(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return decode_prompts(
+                self.sam,
+                boxes=boxes[start:stop],
+                points=None if points is None else (points[0][start:stop], points[1][start:stop]),
+                mask_input=None if mask_input is None else mask_input[start:stop],
+                **features,
+            )
+
+        return self.decode_in_parts(decode, len(boxes))
+
+    def decode_in_parts(
+        self, decode: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]], n: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``decode(start, stop)`` -> (logits, iou) of prompts ``start:stop``, for all ``n`` prompts in calls of at
+        most ``max_prompts_per_call``: memory bounded whatever the prompts per image. With gradients each call is
+        checkpointed (``torch.utils.checkpoint``, non-reentrant: its activations are recomputed in the backward pass
+        instead of kept), so the gradients are one call's, at one part's memory (+ a second forward of each part)."""
+        step = self.hparams.max_prompts_per_call
+        if not step or n <= step:
+            return decode(0, n)
+        parts = [
+            checkpoint(decode, start, min(start + step, n), use_reentrant=False)
+            if torch.is_grad_enabled()
+            else decode(start, min(start + step, n))
+            for start in range(0, n, step)
+        ]
+        return torch.cat([logits for logits, _ in parts]), torch.cat([iou for _, iou in parts])
 
     def decode_batch(
         self, groups: list[Group], features: list[dict[str, torch.Tensor]] | None = None
@@ -217,14 +258,22 @@ class SamFineTuner(L.LightningModule):
         for tokens in sorted({sparse.shape[1] for sparse, _ in prompts}):
             members = [i for i, (sparse, _) in enumerate(prompts) if sparse.shape[1] == tokens]
             sizes = [len(groups[i]["boxes"]) for i in members]
-            part = list(zip(members, sizes, strict=True))
-            logits, iou = decode_prompt_batch(
+            image_of = torch.repeat_interleave(torch.arange(len(members)), torch.tensor(sizes)).to(self.device)
+            embeddings = torch.cat([features[i]["embedding"] for i in members])  # one per image, indexed per prompt
+            sparse = torch.cat([prompts[i][0] for i in members])
+            dense = torch.cat([prompts[i][1] for i in members])
+            fused_images = None if fused is None else torch.cat([fused[i] for i in members])
+
+            decode = functools.partial(  # bound now: a checkpointed part runs again in the backward pass
+                decode_rows,
                 self.sam,
-                embeddings=torch.cat([features[i]["embedding"].expand(n, -1, -1, -1) for i, n in part]),
-                sparse=torch.cat([prompts[i][0] for i in members]),
-                dense=torch.cat([prompts[i][1] for i in members]),
-                fused=None if fused is None else torch.cat([fused[i].expand(n, -1, -1, -1) for i, n in part]),
+                image_of=image_of,
+                embeddings=embeddings,
+                sparse=sparse,
+                dense=dense,
+                fused=fused_images,
             )
+            logits, iou = self.decode_in_parts(decode, len(image_of))
             for i, part_logits, part_iou in zip(members, logits.split(sizes), iou.split(sizes), strict=True):
                 out[i] = (part_logits, part_iou)
         return out
@@ -439,6 +488,30 @@ class SamFineTuner(L.LightningModule):
 
 class NonFiniteLoss(SamlitError):
     """The training loss became NaN or infinite."""
+
+
+def decode_rows(
+    sam: Sam,
+    start: int,
+    stop: int,
+    *,
+    image_of: torch.Tensor,
+    embeddings: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+    fused: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``decode_prompt_batch`` of prompts ``start:stop`` of a batch: ``image_of`` (P,) each prompt's image row in
+    ``embeddings`` (G, 256, 64, 64) and ``fused`` (G, 32, 256, 256) (HQ mode); ``sparse`` (P, T, 256) and ``dense``
+    (P, 256, 64, 64) the prompt encoder's output."""
+    rows = image_of[start:stop]
+    return decode_prompt_batch(
+        sam,
+        embeddings=embeddings[rows],
+        sparse=sparse[start:stop],
+        dense=dense[start:stop],
+        fused=None if fused is None else fused[rows],
+    )
 
 
 def mask_prompt(group: Group) -> torch.Tensor | None:

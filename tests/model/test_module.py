@@ -318,3 +318,36 @@ def test_the_test_pass_scores_every_mask_after_each_click(compose_cfg):
 def test_bad_click_settings_name_the_key(compose_cfg, override, line):
     with pytest.raises(Exception, match=re.escape(line)):
         instantiate(compose_cfg(override).module)
+
+
+@pytest.mark.parametrize("batching", ["per_image", "batched"])
+def test_prompts_decoded_in_parts_give_one_calls_loss_and_gradients(compose_cfg, batching):
+    """``module.max_prompts_per_call=2``: an image with 7 instances goes through the decoder in 4 checkpointed parts
+    (memory of one part); the loss, logits and gradients are those of one call (``max_prompts_per_call=null``),
+    with corrective clicks and mask prompts too."""
+    batch = [group("a", n=7, size=320), with_points(group("b", n=3, seed=1))]
+    results = {}
+    for limit in ("null", "2"):
+        torch.manual_seed(0)
+        overrides = [f"module.max_prompts_per_call={limit}", f"module.decoder_batching={batching}"]
+        module = instantiate(compose_cfg(*overrides, "module.corrective_clicks=1").module)
+        module.train()
+        calls: list[int] = []  # prompts per transformer call
+        module.sam.mask_decoder.transformer.register_forward_hook(lambda m, i, out, seen=calls: seen.append(len(i[0])))
+        terms, _ = module.model_step(batch, "train")
+        terms["loss"].backward()
+        grads = [p.grad.clone() for p in module.sam.mask_decoder.parameters() if p.grad is not None]
+        results[limit] = (terms["loss"].detach(), grads, calls)
+    (loss_a, grads_a, calls_a), (loss_b, grads_b, calls_b) = results["null"], results["2"]
+    assert max(calls_b) <= 2 < max(calls_a)  # a transformer call never saw more than 2 prompts
+    assert torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert len(grads_a) == len(grads_b) and all(
+        torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grads_a, grads_b, strict=True)
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "2.5"])
+def test_a_bad_prompts_per_call_names_the_key(compose_cfg, value):
+    with pytest.raises(Exception) as caught:
+        instantiate(compose_cfg(f"module.max_prompts_per_call={value}").module)
+    assert f"module.max_prompts_per_call={value}" in str(caught.value)
