@@ -40,6 +40,13 @@ from samlit.model.hq import hq_features, is_hq
 from samlit.model.interactive import DECODER_STRIDE, click_ious, decoder_frame_prompts, with_points
 from samlit.model.lora import NO_ADAPTERS, LoraSpec, apply_lora
 from samlit.model.metrics import ClickCurve, stage_metrics
+from samlit.model.resume import (
+    apply_optimizer_changes,
+    factory_settings,
+    finite_checkpoint,
+    optimizer_changes,
+    optimizer_settings,
+)
 from samlit.model.sam import decode_prompt_batch, decode_prompts, encode_features, feature_names
 
 FROZEN_PREFIXES = ("sam.image_encoder.", "sam.prompt_encoder.")
@@ -138,6 +145,7 @@ class SamFineTuner(L.LightningModule):
         for frozen in (sam.image_encoder, sam.prompt_encoder):
             frozen.requires_grad_(False)
         self.peft = peft or NO_ADAPTERS
+        self.resumed_changes: dict[str, Any] = {}  # optimizer values a resume sets otherwise (samlit.model.resume)
         apply_lora(sam, self.peft)
         self.train_metrics = stage_metrics("train")
         self.val_metrics = stage_metrics("val")
@@ -435,14 +443,29 @@ class SamFineTuner(L.LightningModule):
             self.test_clicks.reset()
 
     def _stop_on_non_finite(self, loss: torch.Tensor, batch: list[Group], batch_idx: int) -> None:
-        """Stop before the step: the weights are still the last finite ones, and checkpoints so far are kept."""
-        checkpoints = getattr(self.trainer.checkpoint_callback, "dirpath", None) if self._trainer else None
+        """Stop before the step: the weights are still the last finite ones (no ``interrupted.ckpt`` is written:
+        they may already have diverged); the advice names the checkpoint written before it (``finite_checkpoint``),
+        or says to start again."""
+        finite = finite_checkpoint(self.trainer) if self._trainer is not None else None
+        lr = (factory_settings(self.optimizer) or {}).get("lr")
+        lower = f"optimizer.lr={lr / 10:g}" if isinstance(lr, int | float) else "a lower optimizer.lr"
+        advice = (
+            f"{finite} holds the end of the last epoch whose losses were all finite: resume from it with a lower "
+            f"learning rate (the resumed optimizer takes it): ckpt_path={finite} {lower}"
+            if finite is not None
+            else f"no checkpoint was written before it: start a new run with {lower}"
+        )
         raise NonFiniteLoss(
             f"training loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
-            f"{batch_idx}: scans {', '.join(g['key'] for g in batch)}); stopped before that update. Checkpoints so "
-            f"far are kept in {checkpoints}: lower optimizer.lr (or keep trainer.gradient_clip_val) and resume "
-            "with ckpt_path=<last.ckpt>"
+            f"{batch_idx}: scans {', '.join(g['key'] for g in batch)}); stopped before that update. {advice} (or keep "
+            "trainer.gradient_clip_val)"
         )
+
+    def on_train_start(self) -> None:
+        """A resume with other optimizer values: set them on the optimizer Lightning has just restored."""
+        schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        apply_optimizer_changes(self.trainer.optimizers, schedulers, self.resumed_changes)
+        self.resumed_changes = {}
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(params=self.trainable_parameters())
@@ -464,10 +487,12 @@ class SamFineTuner(L.LightningModule):
             del state[key]
         checkpoint["samlit_rng"] = rng_state()
         checkpoint["samlit_peft"] = self.peft.settings()
+        checkpoint["samlit_optimizer"] = optimizer_settings(self.optimizer, self.scheduler)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the RNG states on a resume; a checkpoint trained with other adapter settings is a one-line
-        ``SamlitError`` naming the first differing ``peft.<key>``."""
+        """Restore the RNG states on a resume; a checkpoint trained with other adapter settings, another optimizer or
+        other scheduler settings is a one-line ``SamlitError`` naming the key (``samlit.model.resume``); other
+        optimizer values (``optimizer.lr``, ...) are applied to the restored optimizer when the fit starts."""
         saved = checkpoint.get("samlit_peft", NO_ADAPTERS.settings())
         ours = self.peft.settings()
         differing = [key for key in ours if saved.get(key) != ours[key]]
@@ -478,8 +503,11 @@ class SamFineTuner(L.LightningModule):
                 f"peft.{key}={ours[key]!r}; resume with the checkpoint's peft settings (its run's "
                 "config_resolved.yaml), or start a new run without ckpt_path"
             )
-        if "samlit_rng" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":  # resume
-            set_rng_state(checkpoint["samlit_rng"])
+        if self._trainer is not None and self.trainer.state.fn == "fit":  # resume
+            ours = optimizer_settings(self.optimizer, self.scheduler)
+            self.resumed_changes = optimizer_changes(checkpoint.get("samlit_optimizer"), ours)
+            if "samlit_rng" in checkpoint:
+                set_rng_state(checkpoint["samlit_rng"])
         state = checkpoint["state_dict"]
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES) and key not in state:

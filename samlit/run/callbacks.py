@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from samlit.core.distributed import gather_by_key
+from samlit.model.module import NonFiniteLoss
 from samlit.run import dashboard
 from samlit.run.figures import CURVES, prediction_panels
 from samlit.run.testing import with_images
@@ -108,7 +109,8 @@ class InterruptCheckpoint(L.Callback):
         return self.dirpath / f"{self.filename}.ckpt"
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == "fit":
+        # a non-finite loss: the weights may already have diverged (finite but huge); its advice names last.ckpt
+        if trainer.state.fn == "fit" and not isinstance(exception, NonFiniteLoss):
             trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # optimizer, loops, loader: exact resume
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -54,12 +55,67 @@ def test_nan_loss_stops_naming_step_and_batch_and_keeps_checkpoints(compose_cfg,
         trainer.fit(module, datamodule=datamodule)
     message = str(error.value)
     assert f"at step {steps_per_epoch + 1} (epoch 1, batch 1: scans stampDS-" in message
-    assert "nan" in message and "ckpt_path=" in message and "\n" not in message
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # the advice names a file that exists, written before the divergence, and a lower learning rate
+    assert "nan" in message and f"ckpt_path={last} optimizer.lr=1e-05" in message and "\n" not in message
+    assert not (tmp_path / "run" / "checkpoints" / "interrupted.ckpt").exists()  # it would hold the diverged state
     kept = torch.load(last, weights_only=True)
     assert kept["epoch"] == 0 and all(torch.isfinite(v).all() for v in kept["state_dict"].values())
     # the update that the NaN would have made never happened
     assert all(torch.isfinite(p).all() for p in module.sam.mask_decoder.parameters())
+
+
+def fit_setup(compose_cfg, *overrides: str):
+    cfg = compose_cfg(*FAST, "~callbacks.rich_progress_bar", "~callbacks.lr_monitor", *overrides)
+    datamodule = build_datamodule(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = instantiate(cfg.module)
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.callbacks), logger=False)
+    prepare(trainer=trainer, module=module, datamodule=datamodule)
+    return module, trainer, datamodule
+
+
+def test_nan_loss_in_the_first_epoch_says_to_start_again(compose_cfg, tmp_path, monkeypatch):
+    """Diverged before any checkpoint (``optimizer.lr=1e30`` does it at step 1): no file to resume from is named,
+    and none that holds the diverged weights is written."""
+    cheap_encoder(monkeypatch)
+    module, trainer, datamodule = fit_setup(compose_cfg, "optimizer.lr=1e30")
+    with pytest.raises(NonFiniteLoss) as error:
+        trainer.fit(module, datamodule=datamodule)
+    message = str(error.value)
+    assert "(epoch 0, batch" in message, message
+    assert "no checkpoint was written before it: start a new run with optimizer.lr=1e+29" in message
+    assert not (tmp_path / "run" / "checkpoints" / "interrupted.ckpt").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_resume_applies_an_overridden_learning_rate_and_refuses_another_schedule(compose_cfg, tmp_path, monkeypatch):
+    """A run resumed with ``optimizer.lr=5e-3`` trains at 5e-3 (its config_resolved.yaml says so: the restored
+    optimizer takes it); resumed with a scheduler it did not have, it is refused in one line."""
+    cheap_encoder(monkeypatch)
+    module, trainer, datamodule = fit_setup(compose_cfg, "trainer.max_epochs=1")
+    trainer.fit(module, datamodule=datamodule)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["samlit_optimizer"]["optimizer"]["lr"] == pytest.approx(1e-4)
+
+    seen = []
+
+    class LearningRates(L.Callback):
+        def on_train_batch_start(self, trainer, *args) -> None:
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module, trainer, datamodule = fit_setup(compose_cfg, "trainer.max_epochs=2", "optimizer.lr=5e-3")
+    trainer.callbacks.append(LearningRates())
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True)
+    assert seen and all(lr == pytest.approx(5e-3) for lr in seen)
+    assert torch.load(last, weights_only=True)["samlit_optimizer"]["optimizer"]["lr"] == pytest.approx(5e-3)
+
+    module, trainer, datamodule = fit_setup(compose_cfg, "trainer.max_epochs=3", "scheduler=cosine")
+    with pytest.raises(SamlitError) as error:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last, weights_only=True)
+    line = str(error.value)
+    assert "the checkpoint was trained with scheduler=None, this run has scheduler=" in line and "\n" not in line
 
 
 def test_disk_full_while_writing_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
