@@ -223,3 +223,26 @@ def test_hq_mode_keeps_its_fresh_parts_training_under_decoder_adapters():
     assert any(".lora_A." in n for n in names)
     assert not [n for n in names if n.startswith("mask_decoder.transformer.") and ".lora_" not in n]
     assert stock_state_dict(sam).keys() == keys
+
+
+@pytest.mark.slow
+def test_vit_b_with_adapters_exports_what_stock_segment_anything_loads(tmp_path):
+    """vit_b (random weights) with encoder and decoder adapters, trained (a random B): the merged export loads
+    strictly into stock ``segment_anything``'s vit_b and holds the adapted model's merged weights
+    (``verify_export``): adapted blocks merged, the others as they were."""
+    from samlit.run.export import export_sam, verify_export
+
+    torch.manual_seed(0)
+    sam = apply_lora(
+        build_sam(model_type="vit_b"),
+        LoraSpec(encoder_target_modules=("qkv",), decoder_target_modules=("q_proj", "v_proj"), blocks=[0, 1, 10, 11]),
+    )
+    perturb_adapters(sam, scale=0.05)
+    path = export_sam(sam, tmp_path / "sam_vit_b_finetuned.pth")
+    verify_export(sam, path, model_type="vit_b")
+    saved = torch.load(path, weights_only=True, mmap=True)
+    assert not [k for k in saved if ".lora_" in k or ".base_layer." in k]
+    adapted = sam.image_encoder.blocks[0].attn.qkv.base_layer.weight
+    assert not torch.equal(saved["image_encoder.blocks.0.attn.qkv.weight"], adapted)  # merged, not the base
+    plain = sam.image_encoder.blocks[2].attn.qkv.weight  # block 2 has no adapter: as it was
+    assert torch.equal(saved["image_encoder.blocks.2.attn.qkv.weight"], plain)
