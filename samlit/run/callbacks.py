@@ -103,14 +103,23 @@ class InterruptCheckpoint(L.Callback):
 
     def __init__(self, *, dirpath: str | Path, filename: str = "interrupted") -> None:
         self.dirpath, self.filename = Path(dirpath), filename
+        self.training = False  # whether this fit has started its training loop (its checkpoint, if any, restored)
 
     @property
     def ckpt_path(self) -> Path:
         return self.dirpath / f"{self.filename}.ckpt"
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.training = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.training = True
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        # a non-finite loss: the weights may already have diverged (finite but huge); its advice names last.ckpt
-        if trainer.state.fn == "fit" and not isinstance(exception, NonFiniteLoss):
+        # Not before the training loop: a resume refused while restoring (other peft or schedule settings) would
+        # overwrite the very checkpoint it was given with a model that never trained. Not for a non-finite loss: the
+        # weights may already have diverged (finite but huge); its advice names last.ckpt.
+        if trainer.state.fn == "fit" and self.training and not isinstance(exception, NonFiniteLoss):
             trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # optimizer, loops, loader: exact resume
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -106,6 +106,8 @@ def test_resume_with_adapters_is_exact_and_other_settings_are_one_line(tmp_path,
     assert other.returncode == 2 and "Traceback" not in other.stderr
     (line,) = other.stderr.strip().splitlines()[-1:]
     assert "peft.encoder_target_modules=['qkv']" in line and "start a new run" in line
+    # the refused resume left the checkpoint it was given as it was (it used to overwrite it with its own model)
+    assert torch.load(interrupted, weights_only=True)["samlit_peft"]["encoder_target_modules"] == ["qkv"]
 
     resumed = run_train(tmp_path, *BOTH, *resume)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
