@@ -5,12 +5,14 @@ Benchmarks time both sides in one process, on the same data, and print ratios: t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,16 @@ def train_run(root: Path, *overrides: str) -> tuple[dict, float, list[float], li
     wall = time.perf_counter() - start
     timed = json.loads(times.read_text())
     return json.loads((root / "run" / "metrics.json").read_text()), wall, timed["steps"], timed["epochs"]
+
+
+def chosen_modes(description: str, modes: Iterable[str]) -> tuple[list[str], list[str]]:
+    """A mode-comparing bench's command line: ``--modes a,b`` (default: every one of ``modes``, in order; an unknown
+    one is argparse's error) and the train.py overrides after it. Returns (chosen modes, overrides)."""
+    modes = list(modes)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default=",".join(modes), help="which of " + ", ".join(modes))
+    args, overrides = parser.parse_known_args()
+    chosen = args.modes.split(",")
+    if unknown := [m for m in chosen if m not in modes]:
+        parser.error(f"--modes: {', '.join(unknown)} not one of {', '.join(modes)}")
+    return chosen, overrides

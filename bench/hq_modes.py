@@ -12,12 +12,11 @@ and the wall time.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
 
-from harness import train_run
+from harness import chosen_modes, train_run
 
 from samlit.data.store import read_metadata
 
@@ -38,12 +37,7 @@ def entry_bytes(store: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", default=",".join(MODES), help="which of " + ", ".join(MODES))
-    args, overrides = parser.parse_known_args()
-    chosen = args.modes.split(",")
-    if unknown := [m for m in chosen if m not in MODES]:
-        parser.error(f"--modes: {', '.join(unknown)} not one of {', '.join(MODES)}")
+    chosen, overrides = chosen_modes(__doc__, MODES)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, mode in ((name, MODES[name]) for name in chosen):

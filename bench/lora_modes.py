@@ -11,23 +11,17 @@ the wall time.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
 
-from harness import train_run
+from harness import chosen_modes, train_run
 
 MODES = ("none", "decoder_lora", "encoder_lora", "lora")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", default=",".join(MODES), help="which of " + ", ".join(MODES))
-    args, overrides = parser.parse_known_args()
-    chosen = args.modes.split(",")
-    if unknown := [m for m in chosen if m not in MODES]:
-        parser.error(f"--modes: {', '.join(unknown)} not one of {', '.join(MODES)}")
+    chosen, overrides = chosen_modes(__doc__, MODES)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
