@@ -163,3 +163,9 @@ def chosen_modes(description: str, modes: Iterable[str]) -> tuple[list[str], lis
     if unknown := [m for m in chosen if m not in modes]:
         parser.error(f"--modes: {', '.join(unknown)} not one of {', '.join(modes)}")
     return chosen, overrides
+
+
+def resident_bytes() -> int:
+    """This process's resident set now, bytes (``/proc/self/statm``; Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -21,15 +20,11 @@ import sys
 import time
 
 import torch
+from harness import resident_bytes
 
 from samlit.model.lora import LoraSpec, apply_lora
 from samlit.model.losses import DiceLoss
 from samlit.model.sam import ENCODERS, build_sam, decode_prompts, encode_features
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def one_setting(model: str, checkpointing: bool, steps: int) -> dict:

@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 
 import torch
+from harness import resident_bytes
 
 MB_PER_PROMPT = 110  # one call's measured cost per prompt with gradients (tiny, CPU): what the skip rule assumes
-
-
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def one_step(instances: int, limit: int | None) -> dict:
